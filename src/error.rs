@@ -1,0 +1,184 @@
+//! Typed errors. Every failure a caller can act on has its own variant; corruption is
+//! located (file, byte position) and classified so that callers can `match` on it.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout tidelog.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What exactly is wrong with bytes that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// A checksum did not match the bytes it covers.
+    ChecksumMismatch {
+        /// Checksum computed over the bytes on disk.
+        got: u32,
+        /// Checksum stored in the file.
+        expected: u32,
+    },
+    /// A record carried a different offset than its position in the log implies
+    /// (a stale or misplaced record).
+    OffsetMismatch {
+        /// Offset stored in the record header.
+        got: u64,
+        /// Offset the log expected at this position.
+        expected: u64,
+    },
+    /// A length field points outside the file or below the minimum frame size.
+    BadLength {
+        /// The length read from disk.
+        len: u64,
+        /// Bytes available from the field's position to the end of the file.
+        available: u64,
+    },
+    /// A magic number or version did not match.
+    BadMagic,
+    /// A field held a value the format does not allow.
+    BadField(&'static str),
+    /// A batch was cut short: a record announced more records in its batch than follow.
+    IncompleteBatch,
+    /// The log ends before an offset that must exist.
+    MissingData,
+}
+
+impl std::fmt::Display for CorruptionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CorruptionKind::ChecksumMismatch { got, expected } => {
+                write!(f, "checksum mismatch (computed {got:#010x}, stored {expected:#010x})")
+            }
+            CorruptionKind::OffsetMismatch { got, expected } => {
+                write!(f, "record carries offset {got}, expected {expected}")
+            }
+            CorruptionKind::BadLength { len, available } => {
+                write!(f, "bad length {len} ({available} bytes available)")
+            }
+            CorruptionKind::BadMagic => write!(f, "bad magic number or version"),
+            CorruptionKind::BadField(name) => write!(f, "invalid value in field `{name}`"),
+            CorruptionKind::IncompleteBatch => write!(f, "batch is incomplete"),
+            CorruptionKind::MissingData => write!(f, "data missing"),
+        }
+    }
+}
+
+/// The error type of every fallible tidelog operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error, with the path it concerned where known.
+    #[error("I/O error on {path:?}: {source}")]
+    Io {
+        /// File or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Stored bytes failed validation.
+    #[error("corruption in {file:?} at byte {position}: {kind}")]
+    Corruption {
+        /// File holding the damaged bytes.
+        file: PathBuf,
+        /// Byte position of the damaged structure within the file.
+        position: u64,
+        /// What is wrong.
+        kind: CorruptionKind,
+    },
+    /// A record (key + headers + payload) is larger than the configured maximum.
+    /// Nothing was written.
+    #[error("record of {size} bytes exceeds the maximum of {max} bytes")]
+    RecordTooLarge {
+        /// Encoded size of the key, headers and payload.
+        size: u64,
+        /// Configured maximum (`Options::max_record_bytes`).
+        max: u64,
+    },
+    /// A header name is longer than 65535 bytes or a header value longer than 4 GiB.
+    #[error("header field too large: {0}")]
+    HeaderTooLarge(&'static str),
+    /// An empty batch was given where at least one record is required.
+    #[error("batch is empty")]
+    EmptyBatch,
+    /// Another writer holds the log directory's lock (in this process or another).
+    #[error("log at {path:?} is locked by another writer")]
+    Locked {
+        /// The log directory.
+        path: PathBuf,
+    },
+    /// The path exists but is not a directory.
+    #[error("{path:?} is not a directory")]
+    NotADirectory {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// The directory does not hold a tidelog log and opening it read-only cannot create one.
+    #[error("no log at {path:?}")]
+    NotFound {
+        /// The directory that was opened.
+        path: PathBuf,
+    },
+    /// The requested offset is not in the log (before the first retained offset or at/after
+    /// the next offset).
+    #[error("offset {offset} is out of range [{first}, {next})")]
+    OffsetOutOfRange {
+        /// The requested offset.
+        offset: u64,
+        /// First offset still in the log.
+        first: u64,
+        /// Next offset to be assigned.
+        next: u64,
+    },
+    /// Invalid options.
+    #[error("invalid option: {0}")]
+    InvalidOptions(String),
+    /// A write was attempted on a log opened read-only (explicitly, or because recovery found
+    /// damage and `RecoveryMode::ReadOnlyUpToDamage` was chosen).
+    #[error("log is read-only")]
+    ReadOnly,
+    /// An earlier flush to stable storage failed; what reached the disk is unknown.
+    /// The log refuses writes until it is reopened (which runs recovery).
+    #[error("log is poisoned by an earlier failed flush; reopen it to recover")]
+    Poisoned,
+    /// The log has been closed.
+    #[error("log is closed")]
+    Closed,
+    /// A segment is full and the record cannot fit even in a fresh segment.
+    #[error("batch of {size} bytes does not fit in a segment of at most {max} bytes")]
+    BatchTooLarge {
+        /// Encoded size of the batch.
+        size: u64,
+        /// Largest segment size the format allows.
+        max: u64,
+    },
+    /// Encoding or decoding a typed value failed (the codec module).
+    #[error("codec error: {0}")]
+    Codec(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(file: impl Into<PathBuf>, position: u64, kind: CorruptionKind) -> Error {
+        Error::Corruption { file: file.into(), position, kind }
+    }
+
+    /// True if this error reports damaged stored bytes.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corruption { .. })
+    }
+}
+
+/// Attach a path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

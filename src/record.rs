@@ -1,0 +1,227 @@
+//! Records as callers see them: [`Record`] to append, [`RecordView`] borrowed from the map
+//! when reading, [`OwnedRecord`] when a copy is wanted.
+
+use crate::error::{Error, Result};
+use crate::format::{self, FrameHeader, RECORD_HEADER_LEN};
+
+/// A name/value header attached to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// Header name (UTF-8, at most 65535 bytes).
+    pub name: &'a str,
+    /// Header value (bytes).
+    pub value: &'a [u8],
+}
+
+/// A record to append. The log assigns its offset and timestamp.
+///
+/// ```
+/// use tidelog::{Header, Record};
+/// let headers = [Header { name: "type", value: b"deposit" }];
+/// let r = Record::new(b"{\"amount\":10}").key(b"account-7").headers(&headers);
+/// assert_eq!(r.payload, b"{\"amount\":10}");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Optional key (may be empty but present).
+    pub key: Option<&'a [u8]>,
+    /// Headers, in order.
+    pub headers: &'a [Header<'a>],
+    /// Payload bytes; empty is allowed.
+    pub payload: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// A record with this payload, no key and no headers.
+    #[must_use]
+    pub fn new(payload: &'a [u8]) -> Record<'a> {
+        Record { key: None, headers: &[], payload }
+    }
+
+    /// Set the key.
+    #[must_use]
+    pub fn key(mut self, key: &'a [u8]) -> Record<'a> {
+        self.key = Some(key);
+        self
+    }
+
+    /// Set the headers.
+    #[must_use]
+    pub fn headers(mut self, headers: &'a [Header<'a>]) -> Record<'a> {
+        self.headers = headers;
+        self
+    }
+
+    /// Bytes of key + header section + payload: the size checked against
+    /// `Options::max_record_bytes`.
+    pub fn body_len(&self) -> Result<u64> {
+        Ok(self.key.map_or(0, |k| k.len() as u64) + self.headers_len()? + self.payload.len() as u64)
+    }
+
+    fn headers_len(&self) -> Result<u64> {
+        let mut n = 0u64;
+        for h in self.headers {
+            if h.name.len() > u16::MAX as usize {
+                return Err(Error::HeaderTooLarge("header name longer than 65535 bytes"));
+            }
+            if h.value.len() as u64 > u32::MAX as u64 {
+                return Err(Error::HeaderTooLarge("header value longer than 4 GiB"));
+            }
+            n += 2 + h.name.len() as u64 + 4 + h.value.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// Encoded frame length (header + body, no padding). Checked against `max_body`.
+    pub(crate) fn frame_len(&self, max_body: u64) -> Result<usize> {
+        let body = self.body_len()?;
+        if body > max_body {
+            return Err(Error::RecordTooLarge { size: body, max: max_body });
+        }
+        Ok(RECORD_HEADER_LEN + body as usize)
+    }
+
+    /// Encode into `dst` (exactly `frame_len` bytes) except the frame length field, which the
+    /// caller publishes last. Returns the CRC written.
+    pub(crate) fn encode_into(&self, dst: &mut [u8], offset: u64, timestamp_us: u64, batch_rest: u32) {
+        debug_assert!(dst.len() >= RECORD_HEADER_LEN);
+        let frame_len = dst.len() as u32;
+        let key = self.key.unwrap_or(&[]);
+        let mut at = RECORD_HEADER_LEN;
+        dst[at..at + key.len()].copy_from_slice(key);
+        at += key.len();
+        let hstart = at;
+        for h in self.headers {
+            format::put_u16(dst, at, h.name.len() as u16);
+            at += 2;
+            dst[at..at + h.name.len()].copy_from_slice(h.name.as_bytes());
+            at += h.name.len();
+            format::put_u32(dst, at, h.value.len() as u32);
+            at += 4;
+            dst[at..at + h.value.len()].copy_from_slice(h.value);
+            at += h.value.len();
+        }
+        let headers_len = (at - hstart) as u32;
+        dst[at..].copy_from_slice(self.payload);
+        format::put_u64(dst, format::OFFSET_AT, offset);
+        format::put_u64(dst, format::TIMESTAMP_AT, timestamp_us);
+        format::put_u32(dst, format::BATCH_REST_AT, batch_rest);
+        format::put_u32(dst, format::KEY_LEN_AT, key.len() as u32);
+        format::put_u32(dst, format::HEADERS_LEN_AT, headers_len);
+        format::put_u16(dst, format::FLAGS_AT, if self.key.is_some() { format::FLAG_HAS_KEY } else { 0 });
+        format::put_u16(dst, format::RESERVED_AT, 0);
+        let mut h = crc32fast::Hasher::new();
+        h.update(&frame_len.to_le_bytes());
+        h.update(&dst[format::OFFSET_AT..]);
+        format::put_u32(dst, format::CRC_AT, h.finalize());
+    }
+}
+
+/// A record read from the log, borrowing its bytes from the memory map (no copy).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    offset: u64,
+    timestamp_us: u64,
+    key: Option<&'a [u8]>,
+    headers: &'a [u8],
+    payload: &'a [u8],
+}
+
+impl std::fmt::Debug for RecordView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordView")
+            .field("offset", &self.offset)
+            .field("timestamp_us", &self.timestamp_us)
+            .field("key", &self.key)
+            .field("headers", &self.headers().collect::<Vec<_>>())
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl<'a> RecordView<'a> {
+    /// Build a view over a validated frame (`frame` is exactly `hdr.frame_len` bytes).
+    pub(crate) fn from_frame(frame: &'a [u8], hdr: &FrameHeader) -> RecordView<'a> {
+        let kend = RECORD_HEADER_LEN + hdr.key_len as usize;
+        let hend = kend + hdr.headers_len as usize;
+        RecordView {
+            offset: hdr.offset,
+            timestamp_us: hdr.timestamp_us,
+            key: hdr.has_key.then(|| &frame[RECORD_HEADER_LEN..kend]),
+            headers: &frame[kend..hend],
+            payload: &frame[hend..],
+        }
+    }
+
+    /// The record's offset.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+    /// Append time in microseconds since the Unix epoch.
+    pub fn timestamp_us(&self) -> u64 {
+        self.timestamp_us
+    }
+    /// The key, if the record has one.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.key
+    }
+    /// The payload.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+    /// The headers, in order.
+    pub fn headers(&self) -> HeaderIter<'a> {
+        HeaderIter { rest: self.headers }
+    }
+    /// The first header with this name.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers().find(|h| h.name == name).map(|h| h.value)
+    }
+    /// Copy into an [`OwnedRecord`].
+    pub fn to_owned(&self) -> OwnedRecord {
+        OwnedRecord {
+            offset: self.offset,
+            timestamp_us: self.timestamp_us,
+            key: self.key.map(<[u8]>::to_vec),
+            headers: self.headers().map(|h| (h.name.to_owned(), h.value.to_vec())).collect(),
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// Iterator over a record's headers. The section was validated when the record was read.
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Header<'a>;
+    fn next(&mut self) -> Option<Header<'a>> {
+        let (name, value, rest) = format::split_header(self.rest)?;
+        self.rest = rest;
+        Some(Header { name, value })
+    }
+}
+
+/// A record copied out of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// The record's offset.
+    pub offset: u64,
+    /// Append time in microseconds since the Unix epoch.
+    pub timestamp_us: u64,
+    /// The key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+impl OwnedRecord {
+    /// The first header with this name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+}
