@@ -1137,12 +1137,23 @@ impl Inner {
         if self.read_only {
             return Ok(());
         }
+        let result = self.close_writer();
+        // Release the directory to the next writer, even while read handles live on and even
+        // if the final flush failed (the next writer's recovery decides what is intact).
+        self.lock.lock().take();
+        result
+    }
+
+    fn close_writer(&self) -> Result<()> {
         let mut g = self.writer.lock();
         let Some(mut w) = g.take() else { return Ok(()) };
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        w.seg.map.flush_range(w.synced_pos, w.pos).at(&w.seg.paths.data)?;
+        if let Err(e) = w.seg.map.flush_range(w.synced_pos, w.pos) {
+            self.poisoned.store(true, Ordering::Release);
+            return Err(Error::io(&w.seg.paths.data, e));
+        }
         let files = self.persist_index(&mut w)?;
         files.0.sync_data().at(&w.seg.paths.offset_index)?;
         files.1.sync_data().at(&w.seg.paths.time_index)?;
@@ -1155,10 +1166,6 @@ impl Inner {
         })?;
         let mut s = self.sync.lock();
         s.durable = s.durable.max(w.next_offset);
-        drop(s);
-        drop(w);
-        // Release the directory to the next writer, even while read handles live on.
-        self.lock.lock().take();
         Ok(())
     }
 

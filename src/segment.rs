@@ -381,7 +381,32 @@ impl Segment {
     }
 
     /// Scan forward from `(pos, off)` to the record with offset `target`.
+    ///
+    /// Records between the start and the target are hopped over by their length field after a
+    /// check of their self-offset, without a checksum; only the target is fully validated.
+    /// If a hop lands on bytes that are not the expected frame, the target's validation (or
+    /// the hop check) fails and `find` falls back to a fully validated scan, which reports
+    /// the damage where it is.
     fn scan_to(&self, mut pos: usize, mut off: u64, target: u64) -> Result<(RecordView<'_>, usize)> {
+        let buf = self.map.published_bytes();
+        while off < target {
+            let hop_ok = pos + format::RECORD_HEADER_LEN <= buf.len()
+                && format::le_u64(buf, pos + format::OFFSET_AT) == off
+                && (format::le_u32(buf, pos) as usize) >= format::RECORD_HEADER_LEN;
+            if !hop_ok {
+                // Let full validation name what is wrong here.
+                self.decode_at(pos, off)?;
+                return Err(Error::corrupt(&self.paths.data, pos as u64, CorruptionKind::MissingData));
+            }
+            pos += align_up(format::le_u32(buf, pos) as usize);
+            off += 1;
+        }
+        let (rec, _) = self.decode_at(pos, off)?;
+        Ok((rec, pos))
+    }
+
+    /// Like `scan_to`, but validating every record on the way (the fallback path).
+    fn scan_to_validated(&self, mut pos: usize, mut off: u64, target: u64) -> Result<(RecordView<'_>, usize)> {
         loop {
             let (rec, next) = self.decode_at(pos, off)?;
             if off == target {
@@ -399,8 +424,9 @@ impl Segment {
         let (pos, off) = self.floor_by_offset(target);
         match self.scan_to(pos, off, target) {
             Ok(r) => Ok(r),
-            Err(_) if pos != SEGMENT_HEADER_LEN => self.scan_to(SEGMENT_HEADER_LEN, self.base_offset, target),
-            Err(e) => Err(e),
+            // The index or a hop led astray, or there is damage: a fully validated scan from
+            // the segment start finds the record or names the damage where it is.
+            Err(_) => self.scan_to_validated(SEGMENT_HEADER_LEN, self.base_offset, target),
         }
     }
 
