@@ -225,15 +225,19 @@ impl Log {
         }
         let lock = if read_only { None } else { Some(DirLock::acquire(dir)?) };
         let mut bases = list_segments(dir, !read_only)?;
+        let mut created = false;
         if bases.is_empty() {
             if read_only {
                 return Err(Error::NotFound { path: dir.to_path_buf() });
             }
             segment::create_segment_file(dir, 0, now_us(), opts.segment_bytes)?;
             bases.push(0);
+            created = true;
         }
         let ckpt = read_checkpoint(dir);
         let mut report = OpenReport { clean_shutdown: ckpt.is_some_and(|c| c.clean), ..OpenReport::default() };
+        // A log this open just created has nothing past its end to check.
+        let nothing_stray = report.clean_shutdown || created;
         let mut read_only = read_only;
         let mut segs: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
         let mut writer: Option<Writer> = None;
@@ -381,7 +385,7 @@ impl Log {
             if !read_only {
                 match stop {
                     ScanStop::End => {
-                        if !report.clean_shutdown {
+                        if !nothing_stray {
                             // After power loss, pages past the end may hold garbage written
                             // out of order; they were never acknowledged as durable.
                             let nz = segment::nonzero_end(&map, st.pos);
