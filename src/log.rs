@@ -388,14 +388,14 @@ impl Log {
                         if !nothing_stray {
                             // After power loss, pages past the end may hold garbage written
                             // out of order; they were never acknowledged as durable.
-                            let nz = segment::nonzero_end(&map, st.pos);
+                            let nz = segment::nonzero_end(&map, &file, st.pos);
                             if nz > st.pos {
                                 zero_from_to = Some((st.pos, nz));
                             }
                         }
                     }
                     ScanStop::Invalid { pos, kind, bad_pos } => {
-                        if segment::valid_frame_after(&map, bad_pos + 8, st.next_offset).is_some() {
+                        if segment::valid_frame_after(&map, &file, bad_pos + 8, st.next_offset).is_some() {
                             match opts.recovery {
                                 RecoveryMode::TruncateTornTail => {
                                     return Err(Error::corrupt(&paths.data, pos as u64, kind));
@@ -406,7 +406,7 @@ impl Log {
                                 }
                             }
                         } else {
-                            zero_from_to = Some((pos, segment::nonzero_end(&map, pos).max(pos)));
+                            zero_from_to = Some((pos, segment::nonzero_end(&map, &file, pos).max(pos)));
                         }
                     }
                 }
@@ -729,7 +729,10 @@ impl Log {
                 if let ScanStop::Invalid { pos, kind, bad_pos } =
                     segment::scan(&seg.map, seg.base_offset, &mut tail, interval, &mut entries, None)
                 {
-                    if segment::valid_frame_after(&seg.map, bad_pos + 8, tail.next_offset).is_some() {
+                    let after = File::open(&seg.paths.data)
+                        .ok()
+                        .and_then(|f| segment::valid_frame_after(&seg.map, &f, bad_pos + 8, tail.next_offset));
+                    if after.is_some() {
                         report.damage.push(Damage {
                             file: seg.paths.data.clone(),
                             position: pos as u64,

@@ -300,34 +300,66 @@ fn finish(st: &ScanState, cur: &ScanState, batch_left: Option<u32>, stop: ScanSt
     stop
 }
 
+/// The regions of `[from, map.len())` that may hold non-zero bytes, by `SEEK_DATA`/`SEEK_HOLE`:
+/// reserved but never written blocks read as zero and are left out without being touched, so
+/// callers pay for what was written, not for the segment's capacity. Where the file system
+/// cannot say, the whole range is one region.
+fn data_regions(map: &SegmentMap, file: &File, from: usize) -> Vec<(usize, usize)> {
+    use rustix::fs::{seek, SeekFrom};
+    let len = map.len();
+    let mut out = Vec::new();
+    let mut p = from;
+    while p < len {
+        let data = match seek(file, SeekFrom::Data(p as u64)) {
+            Ok(d) => d as usize,
+            // ENXIO: no data at or after `p`.
+            Err(e) if e == rustix::io::Errno::NXIO => break,
+            Err(_) => return vec![(from, len)],
+        };
+        if data >= len {
+            break;
+        }
+        let hole = match seek(file, SeekFrom::Hole(data as u64)) {
+            Ok(h) => (h as usize).min(len),
+            Err(_) => len,
+        };
+        out.push((data.max(from), hole));
+        p = hole;
+    }
+    out
+}
+
 /// True if a frame that validates (checksum and an offset at or after `min_offset`) starts at
 /// any aligned position in `[from, map.len())`: the test that separates damage followed by
 /// good records from a torn tail.
-pub(crate) fn valid_frame_after(map: &SegmentMap, from: usize, min_offset: u64) -> Option<usize> {
-    let mut pos = align_up(from);
-    while pos + format::RECORD_HEADER_LEN <= map.len() {
-        if let Some(bytes) = frame_bytes(map, pos) {
-            if let Frame::Record(h) = decode_frame(bytes, 0, None) {
-                if h.offset >= min_offset {
-                    return Some(pos);
+pub(crate) fn valid_frame_after(map: &SegmentMap, file: &File, from: usize, min_offset: u64) -> Option<usize> {
+    for (start, end) in data_regions(map, file, from) {
+        let mut pos = align_up(start);
+        while pos + format::RECORD_HEADER_LEN <= end.min(map.len()) {
+            if let Some(bytes) = frame_bytes(map, pos) {
+                if let Frame::Record(h) = decode_frame(bytes, 0, None) {
+                    if h.offset >= min_offset {
+                        return Some(pos);
+                    }
                 }
             }
+            pos += format::RECORD_ALIGN;
         }
-        pos += format::RECORD_ALIGN;
     }
     None
 }
 
 /// One past the last non-zero byte at or after `from` (or `from` if all are zero).
-pub(crate) fn nonzero_end(map: &SegmentMap, from: usize) -> usize {
-    let bytes = match map.follower_bytes(from, map.len()) {
-        Some(b) => b,
-        None => return from,
-    };
-    match bytes.iter().rposition(|&b| b != 0) {
-        Some(i) => from + i + 1,
-        None => from,
+pub(crate) fn nonzero_end(map: &SegmentMap, file: &File, from: usize) -> usize {
+    let mut end = from;
+    for (a, b) in data_regions(map, file, from) {
+        if let Some(bytes) = map.follower_bytes(a, b) {
+            if let Some(i) = bytes.iter().rposition(|&x| x != 0) {
+                end = end.max(a + i + 1);
+            }
+        }
     }
+    end
 }
 
 impl Segment {

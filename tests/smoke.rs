@@ -36,3 +36,55 @@ fn smoke_append_reopen_read() {
     assert!(o <= 2500);
     assert!(log.verify(|_| {}).damage.is_empty());
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn smoke_torn_tail_and_mid_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let opts = Options::default().segment_bytes(1 << 20);
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    for i in 0..100u64 {
+        log.append(Record::new(format!("p{i:04}").as_bytes())).unwrap();
+    }
+    // Image of a killed process: the page cache as it is, no close.
+    let img = tmp.path().join("img");
+    copy_dir(&dir, &img);
+    let seg = img.join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Each frame: 40 header + 5 payload = 45 -> 48 aligned. Record 99 at 64 + 99*48.
+    let last = 64 + 99 * 48;
+    bytes[last + 20] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    let l2 = Log::open(&img, opts.clone()).unwrap();
+    assert_eq!(l2.next_offset(), 99, "{:?}", l2.open_report());
+    assert!(l2.open_report().torn_bytes_zeroed > 0);
+    assert_eq!(l2.append(Record::new(b"again")).unwrap(), 99);
+    drop(l2);
+    // Damage followed by valid records is reported, not cut away.
+    let img2 = tmp.path().join("img2");
+    copy_dir(&dir, &img2);
+    let seg2 = img2.join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg2).unwrap();
+    bytes[64 + 50 * 48 + 42] ^= 1;
+    std::fs::write(&seg2, &bytes).unwrap();
+    match Log::open(&img2, opts.clone()) {
+        Err(Error::Corruption { position, .. }) => assert_eq!(position, (64 + 50 * 48) as u64),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    let ro = Log::open(&img2, opts.recovery(RecoveryMode::ReadOnlyUpToDamage)).unwrap();
+    assert!(ro.is_read_only());
+    assert_eq!(ro.next_offset(), 50);
+    assert_eq!(ro.read(49).unwrap().payload, b"p0049");
+    assert!(matches!(ro.append(Record::new(b"x")), Err(Error::ReadOnly)));
+    log.close().unwrap();
+}
