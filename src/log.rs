@@ -298,7 +298,7 @@ impl Log {
                 let want = bases[i + 1];
                 if st.next_offset != want {
                     let (pos, kind) = match stop {
-                        ScanStop::Invalid { pos, kind, .. } => (pos, kind),
+                        ScanStop::Invalid { bad_pos, kind, .. } => (bad_pos, kind),
                         ScanStop::End => (st.pos, CorruptionKind::MissingData),
                     };
                     if st.next_offset > want {
@@ -355,6 +355,9 @@ impl Log {
                 c.segment_base == base
                     && c.position >= SEGMENT_HEADER_LEN as u64
                     && c.position <= cap as u64
+                    // A file cut short (its reservation just restored with zeros) no longer
+                    // holds what the checkpoint vouches for: rescan rather than claim zeros.
+                    && c.position <= file_len
                     && c.position % 8 == 0
                     && c.next_offset >= base
             });
@@ -394,15 +397,15 @@ impl Log {
                             }
                         }
                     }
-                    ScanStop::Invalid { pos, kind, bad_pos } => {
+                    ScanStop::Invalid { pos, kind, bad_pos, .. } => {
                         if segment::valid_frame_after(&map, &file, bad_pos + 8, st.next_offset).is_some() {
                             match opts.recovery {
                                 RecoveryMode::TruncateTornTail => {
-                                    return Err(Error::corrupt(&paths.data, pos as u64, kind));
+                                    return Err(Error::corrupt(&paths.data, bad_pos as u64, kind));
                                 }
                                 _ => {
                                     read_only = true;
-                                    report.damage = Some((paths.data.clone(), pos as u64));
+                                    report.damage = Some((paths.data.clone(), bad_pos as u64));
                                 }
                             }
                         } else {
@@ -710,33 +713,28 @@ impl Log {
             report.bytes += st.pos as u64;
             progress(report.bytes);
             if st.next_offset < want {
-                let (pos, kind) = match stop {
-                    ScanStop::Invalid { pos, kind, .. } => (pos, kind),
-                    ScanStop::End => (st.pos, CorruptionKind::MissingData),
+                let (pos, offset, kind) = match stop {
+                    ScanStop::Invalid { bad_pos, bad_offset, kind, .. } => (bad_pos, bad_offset, kind),
+                    ScanStop::End => (st.pos, st.next_offset, CorruptionKind::MissingData),
                 };
-                report.damage.push(Damage {
-                    file: seg.paths.data.clone(),
-                    position: pos as u64,
-                    offset: st.next_offset,
-                    kind,
-                });
+                report.damage.push(Damage { file: seg.paths.data.clone(), position: pos as u64, offset, kind });
                 continue;
             }
             if i + 1 == segs.len() {
                 // Past the committed end: a torn tail is normal, valid records after invalid
                 // bytes are not.
                 let mut tail = st;
-                if let ScanStop::Invalid { pos, kind, bad_pos } =
+                if let ScanStop::Invalid { kind, bad_pos, bad_offset, .. } =
                     segment::scan(&seg.map, seg.base_offset, &mut tail, interval, &mut entries, None)
                 {
                     let after = File::open(&seg.paths.data)
                         .ok()
-                        .and_then(|f| segment::valid_frame_after(&seg.map, &f, bad_pos + 8, tail.next_offset));
+                        .and_then(|f| segment::valid_frame_after(&seg.map, &f, bad_pos + 8, bad_offset));
                     if after.is_some() {
                         report.damage.push(Damage {
                             file: seg.paths.data.clone(),
-                            position: pos as u64,
-                            offset: tail.next_offset,
+                            position: bad_pos as u64,
+                            offset: bad_offset,
                             kind,
                         });
                     }

@@ -193,7 +193,7 @@ pub(crate) enum ScanStop {
     End,
     /// Valid data ends at `pos`; the first bad frame is at `bad_pos` (later than `pos` when a
     /// batch is cut short: its earlier records are valid but not applied).
-    Invalid { pos: usize, bad_pos: usize, kind: CorruptionKind },
+    Invalid { pos: usize, bad_pos: usize, bad_offset: u64, kind: CorruptionKind },
 }
 
 /// Progress of a validating scan. Only whole batches are applied.
@@ -247,7 +247,12 @@ pub(crate) fn scan(
             Some(b) => b,
             None => {
                 let stop = if map.frame_len_acquire(cur.pos).is_none() && cur.pos + 4 <= map.len() {
-                    ScanStop::Invalid { pos: cur.pos, bad_pos: cur.pos, kind: CorruptionKind::BadField("alignment") }
+                    ScanStop::Invalid {
+                        pos: cur.pos,
+                        bad_pos: cur.pos,
+                        bad_offset: cur.next_offset,
+                        kind: CorruptionKind::BadField("alignment"),
+                    }
                 } else {
                     ScanStop::End
                 };
@@ -258,14 +263,18 @@ pub(crate) fn scan(
             Frame::Record(h) => h,
             Frame::End => return finish(st, &cur, batch_left, ScanStop::End),
             Frame::Invalid(kind) => {
-                let stop = ScanStop::Invalid { pos: cur.pos, bad_pos: cur.pos, kind };
+                let stop = ScanStop::Invalid { pos: cur.pos, bad_pos: cur.pos, bad_offset: cur.next_offset, kind };
                 return finish(st, &cur, batch_left, stop);
             }
         };
         if let Some(left) = batch_left {
             if hdr.batch_rest + 1 != left {
-                let stop =
-                    ScanStop::Invalid { pos: cur.pos, bad_pos: cur.pos, kind: CorruptionKind::BadField("batch_rest") };
+                let stop = ScanStop::Invalid {
+                    pos: cur.pos,
+                    bad_pos: cur.pos,
+                    bad_offset: cur.next_offset,
+                    kind: CorruptionKind::BadField("batch_rest"),
+                };
                 return finish(st, &cur, batch_left, stop);
             }
         }
@@ -291,11 +300,11 @@ pub(crate) fn scan(
 fn finish(st: &ScanState, cur: &ScanState, batch_left: Option<u32>, stop: ScanStop) -> ScanStop {
     if batch_left.is_some() {
         // The batch that started at `st.pos` never completed: it is not applied.
-        let (bad_pos, kind) = match stop {
-            ScanStop::Invalid { bad_pos, kind, .. } => (bad_pos, kind),
-            ScanStop::End => (cur.pos, CorruptionKind::IncompleteBatch),
+        let (bad_pos, bad_offset, kind) = match stop {
+            ScanStop::Invalid { bad_pos, bad_offset, kind, .. } => (bad_pos, bad_offset, kind),
+            ScanStop::End => (cur.pos, cur.next_offset, CorruptionKind::IncompleteBatch),
         };
-        return ScanStop::Invalid { pos: st.pos, bad_pos, kind };
+        return ScanStop::Invalid { pos: st.pos, bad_pos, bad_offset, kind };
     }
     stop
 }
@@ -530,6 +539,11 @@ impl Segment {
         };
         let (pos, off) = self.floor_by_time(ts);
         match try_from(pos, off) {
+            // The floor entry's record must be older than `ts`; if it is not, the entry's
+            // timestamp was wrong (a garbled index) and the answer may lie before it.
+            Ok(Some(found)) if found == off && pos != SEGMENT_HEADER_LEN => {
+                try_from(SEGMENT_HEADER_LEN, self.base_offset)
+            }
             Ok(r) => Ok(r),
             Err(_) if pos != SEGMENT_HEADER_LEN => try_from(SEGMENT_HEADER_LEN, self.base_offset),
             Err(e) => Err(e),

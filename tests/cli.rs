@@ -1,0 +1,409 @@
+//! The `tidelog` binary, driven as a user would: every command on logs written through the
+//! library, exit codes, JSON output, and damage that must be located.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use tidelog::{Header, Log, Options, Record, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+
+fn tidelog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tidelog")).args(args).output().expect("run the tidelog binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Run with `--json`, check the exit code, parse stdout as one JSON document.
+fn json(args: &[&str], code: i32) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let o = tidelog(&all);
+    assert_eq!(o.status.code(), Some(code), "{args:?}\nstdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stdout(&o)))
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+/// Payload bytes of every record in [`fixed_log`]: all frames have the same length.
+const FIXED_PAYLOAD: usize = 100;
+
+/// A log of `n` key-less, header-less records of `FIXED_PAYLOAD` bytes, in segments small
+/// enough that several are sealed.
+fn fixed_log(dir: &Path, n: u64) -> Log {
+    let log = Log::open(dir, Options::default().segment_bytes(16 * 1024).index_interval_bytes(512)).unwrap();
+    for i in 0..n {
+        let payload = format!("{i:0width$}", width = FIXED_PAYLOAD);
+        assert_eq!(log.append(Record::new(payload.as_bytes())).unwrap(), i);
+    }
+    assert!(log.segments().iter().filter(|s| s.sealed).count() >= 2, "{:?}", log.segments());
+    log
+}
+
+/// A log of 200 records: keys `k0`..`k4` (by `i % 5`), header `parity=even|odd`, header
+/// `region=eu` on every third record, payload `event-{i}`.
+fn keyed_log(dir: &Path) -> Log {
+    let log = Log::open(dir, Options::default().segment_bytes(8 * 1024)).unwrap();
+    for i in 0..200u64 {
+        let key = format!("k{}", i % 5);
+        let payload = format!("event-{i}");
+        let parity: &[u8] = if i % 2 == 0 { b"even" } else { b"odd" };
+        let mut headers = vec![Header { name: "parity", value: parity }];
+        if i % 3 == 0 {
+            headers.push(Header { name: "region", value: b"eu" });
+        }
+        log.append(Record::new(payload.as_bytes()).key(key.as_bytes()).headers(&headers)).unwrap();
+    }
+    log
+}
+
+fn offsets(dump: &Value) -> Vec<u64> {
+    dump["records"].as_array().expect("records array").iter().map(|r| r["offset"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn demo_with_few_events_succeeds_prints_the_summary_and_reruns_over_its_own_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    for run in 0..2 {
+        let o = tidelog(&["demo", "--dir", path_str(&dir), "--events", "3000"]);
+        assert_eq!(o.status.code(), Some(0), "run {run}: {}\n{}", stdout(&o), stderr(&o));
+        let out = stdout(&o);
+        for want in ["all 10,000 account balances match", "summary", "scanned 0 bytes", "3,008 in", "tail latency"] {
+            assert!(out.contains(want), "run {run}: missing {want:?} in\n{out}");
+        }
+        assert!(stderr(&o).is_empty(), "run {run}: {}", stderr(&o));
+    }
+    // What the demo left behind is a valid log with the events it announced.
+    let log = Log::open_read_only(&dir, Options::default()).unwrap();
+    assert_eq!(log.next_offset(), 3008);
+}
+
+#[test]
+fn demo_json_reports_a_clean_reopen_that_scanned_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let v = json(&["demo", "--dir", path_str(&dir), "--events", "500"], 0);
+    assert_eq!(v["events"], 508);
+    assert_eq!(v["reopen"]["clean_shutdown"], true);
+    assert_eq!(v["reopen"]["scanned_bytes"], 0);
+    assert_eq!(v["tail"].as_array().unwrap().len(), 8);
+    assert!(v["append"]["records_per_sec"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn demo_refuses_to_remove_a_directory_that_is_not_a_demo_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("precious");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("app.log"), b"not a tidelog segment").unwrap();
+    let o = tidelog(&["demo", "--dir", path_str(&dir), "--events", "10"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("does not look like a tidelog demo log"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.join("app.log")).unwrap(), b"not a tidelog segment");
+}
+
+#[test]
+fn info_lists_every_segment_with_offsets_sizes_and_totals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = fixed_log(&dir, 1000);
+    let segs = log.segments();
+    log.close().unwrap();
+
+    let v = json(&["info", path_str(&dir)], 0);
+    assert_eq!(v["records"], 1000);
+    assert_eq!(v["next_offset"], 1000);
+    assert_eq!(v["closed_cleanly"], true);
+    let rows = v["segments"].as_array().unwrap();
+    assert_eq!(rows.len(), segs.len());
+    for (row, seg) in rows.iter().zip(&segs) {
+        assert_eq!(row["base_offset"], seg.base_offset);
+        assert_eq!(row["next_offset"], seg.next_offset);
+        assert_eq!(row["bytes_used"], seg.bytes);
+        assert_eq!(row["sealed"], seg.sealed);
+        assert!(row["first_time"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(v["bytes_used"], segs.iter().map(|s| s.bytes).sum::<u64>());
+
+    let o = tidelog(&["info", path_str(&dir)]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("1,000 records in"), "{out}");
+    for seg in &segs {
+        assert!(out.contains(seg.path.file_name().unwrap().to_str().unwrap()), "{out}");
+    }
+    assert_eq!(out.matches("sealed").count(), segs.len() - 1, "{out}");
+    assert_eq!(out.matches("active").count(), 1, "{out}");
+}
+
+#[test]
+fn dump_key_filter_returns_only_that_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    drop(keyed_log(&dir));
+    let v = json(&["dump", path_str(&dir), "--key", "k3"], 0);
+    let got = offsets(&v);
+    assert_eq!(got, (0..200).filter(|i| i % 5 == 3).collect::<Vec<u64>>());
+    assert!(v["records"].as_array().unwrap().iter().all(|r| r["key"] == "k3"));
+    assert_eq!(v["scanned"], 200);
+
+    let o = tidelog(&["dump", path_str(&dir), "--key", "k3"]);
+    assert_eq!(o.status.code(), Some(0));
+    let lines: Vec<String> = stdout(&o).lines().filter(|l| !l.starts_with("--")).map(str::to_owned).collect();
+    assert_eq!(lines.len(), 40);
+    assert!(lines.iter().all(|l| l.contains("key=k3") && !l.contains("key=k1")), "{lines:?}");
+}
+
+#[test]
+fn dump_header_filters_must_all_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    drop(keyed_log(&dir));
+    let v = json(&["dump", path_str(&dir), "--header", "parity=odd", "--header", "region=eu"], 0);
+    assert_eq!(offsets(&v), (0..200).filter(|i| i % 2 == 1 && i % 3 == 0).collect::<Vec<u64>>());
+    for r in v["records"].as_array().unwrap() {
+        let headers = r["headers"].as_array().unwrap();
+        assert!(headers.iter().any(|h| h["name"] == "parity" && h["value"] == "odd"), "{r}");
+    }
+    let v = json(&["dump", path_str(&dir), "--header", "parity=none"], 0);
+    assert_eq!(v["matched"], 0);
+}
+
+#[test]
+fn dump_offset_range_is_half_open_and_limit_stops_early() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    drop(keyed_log(&dir));
+    let v = json(&["dump", path_str(&dir), "--from", "10", "--to", "20"], 0);
+    assert_eq!(offsets(&v), (10..20).collect::<Vec<u64>>());
+    assert_eq!(v["records"][0]["payload"], "event-10");
+    let v = json(&["dump", path_str(&dir), "--from", "150", "--limit", "3"], 0);
+    assert_eq!(offsets(&v), vec![150, 151, 152]);
+    let v = json(&["dump", path_str(&dir), "--from", "150", "--key", "k0", "--limit", "2"], 0);
+    assert_eq!(offsets(&v), vec![150, 155]);
+    // Past the end: nothing, and no error.
+    let v = json(&["dump", path_str(&dir), "--from", "5000"], 0);
+    assert_eq!(v["matched"], 0);
+}
+
+#[test]
+fn dump_time_range_selects_by_append_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, Options::default().segment_bytes(8 * 1024)).unwrap();
+    for i in 0..100u64 {
+        log.append(Record::new(format!("early-{i}").as_bytes())).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let split = log.read(99).unwrap().timestamp_us + 10_000;
+    std::thread::sleep(Duration::from_millis(20));
+    for i in 0..100u64 {
+        log.append(Record::new(format!("late-{i}").as_bytes())).unwrap();
+    }
+    drop(log);
+    let split = split.to_string();
+    let v = json(&["dump", path_str(&dir), "--since", &split], 0);
+    assert_eq!(offsets(&v), (100..200).collect::<Vec<u64>>());
+    let v = json(&["dump", path_str(&dir), "--until", &split], 0);
+    assert_eq!(offsets(&v), (0..100).collect::<Vec<u64>>());
+    // RFC 3339 bounds: everything is after 1970 and nothing is before 2000.
+    let v = json(&["dump", path_str(&dir), "--since", "1970-01-01T00:00:00Z", "--limit", "1"], 0);
+    assert_eq!(offsets(&v), vec![0]);
+    let v = json(&["dump", path_str(&dir), "--until", "2000-01-01T00:00:00Z"], 0);
+    assert_eq!(v["matched"], 0);
+}
+
+#[test]
+fn dump_shows_binary_payloads_as_hex_or_base64() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, Options::default().segment_bytes(8 * 1024)).unwrap();
+    log.append(Record::new(&[0xff, 0x00, 0x01]).key(&[0x80])).unwrap();
+    drop(log);
+    let o = tidelog(&["dump", path_str(&dir)]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("key=0x80"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("hex:ff0001"), "{}", stdout(&o));
+    let v = json(&["dump", path_str(&dir), "--payload", "base64"], 0);
+    assert_eq!(v["records"][0]["payload"], "/wAB");
+    assert_eq!(v["records"][0]["payload_encoding"], "base64");
+    assert_eq!(v["records"][0]["key"]["hex"], "80");
+}
+
+#[test]
+fn verify_passes_an_intact_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = fixed_log(&dir, 1000);
+    let nsegs = log.segments().len() as u64;
+    drop(log);
+    let o = tidelog(&["verify", path_str(&dir)]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("ok: "), "{}", stdout(&o));
+    let v = json(&["verify", path_str(&dir)], 0);
+    assert_eq!(v["intact"], true);
+    assert_eq!(v["records"], 1000);
+    assert_eq!(v["segments"], nsegs);
+    assert_eq!(v["damage"].as_array().unwrap().len(), 0);
+}
+
+/// Byte position of record `offset` in the data file of the segment starting at `base`,
+/// for a log from [`fixed_log`]; checked by decoding the record there.
+fn fixed_record_position(bytes: &[u8], base: u64, offset: u64) -> usize {
+    let frame = (RECORD_HEADER_LEN + FIXED_PAYLOAD).next_multiple_of(8);
+    let pos = SEGMENT_HEADER_LEN + (offset - base) as usize * frame;
+    let rec = tidelog::decode_record(bytes, pos).unwrap().unwrap();
+    assert_eq!(rec.offset, offset, "the record layout assumed by this test is wrong");
+    pos
+}
+
+/// Flip one payload byte of record `base + 3` in the first sealed segment; returns the
+/// segment's file and the record's byte position.
+fn damage_first_sealed_segment(dir: &Path) -> (PathBuf, u64) {
+    let log = fixed_log(dir, 1000);
+    let seg = log.segments().into_iter().find(|s| s.sealed).unwrap();
+    log.close().unwrap();
+    let mut bytes = std::fs::read(&seg.path).unwrap();
+    let pos = fixed_record_position(&bytes, seg.base_offset, seg.base_offset + 3);
+    bytes[pos + RECORD_HEADER_LEN + 10] ^= 0x20;
+    std::fs::write(&seg.path, &bytes).unwrap();
+    (seg.path, pos as u64)
+}
+
+#[test]
+fn verify_exits_1_and_names_the_file_and_position_of_a_flipped_byte_in_a_sealed_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (file, pos) = damage_first_sealed_segment(&dir);
+
+    let o = tidelog(&["verify", path_str(&dir)]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("DAMAGED"), "{out}");
+    assert!(out.contains(path_str(&file)), "{out}");
+    assert!(out.contains(&format!("byte {pos}")), "{out}");
+    assert!(out.contains("checksum mismatch"), "{out}");
+
+    let v = json(&["verify", path_str(&dir)], 1);
+    assert_eq!(v["intact"], false);
+    let damage = v["damage"].as_array().unwrap();
+    assert_eq!(damage.len(), 1);
+    assert_eq!(damage[0]["file"], path_str(&file));
+    assert_eq!(damage[0]["position"], pos);
+    assert_eq!(damage[0]["offset"], 3);
+    assert_eq!(damage[0]["kind"], "checksum_mismatch");
+}
+
+#[test]
+fn dump_stops_at_damage_with_a_located_error_and_exit_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (file, pos) = damage_first_sealed_segment(&dir);
+    let o = tidelog(&["dump", path_str(&dir)]);
+    assert_eq!(o.status.code(), Some(1));
+    // The records before the damage are printed, then the error names file and position.
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+    assert!(stderr(&o).contains(&format!("{} at byte {pos}", file.display())), "{}", stderr(&o));
+
+    let v = json(&["dump", path_str(&dir)], 1);
+    assert_eq!(offsets(&v), vec![0, 1, 2]);
+    assert_eq!(v["error"]["error"], "corruption");
+    assert_eq!(v["error"]["position"], pos);
+}
+
+#[test]
+fn verify_reports_damage_found_while_opening_as_a_located_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (file, pos) = damage_first_sealed_segment(&dir);
+    // Without its index the sealed segment is validated while opening, which finds the damage.
+    let index = file.with_extension("index");
+    std::fs::remove_file(&index).unwrap();
+    let o = tidelog(&["verify", path_str(&dir)]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains(&format!("corruption in {} at byte {pos}", file.display())), "{}", stderr(&o));
+    let v = json(&["verify", path_str(&dir)], 1);
+    assert_eq!(v["error"], "corruption");
+    assert_eq!(v["file"], path_str(&file));
+    assert_eq!(v["position"], pos);
+}
+
+#[test]
+fn missing_directory_exits_2_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    for cmd in ["info", "dump", "verify"] {
+        let o = tidelog(&[cmd, path_str(&missing)]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        assert!(stderr(&o).contains(&format!("no log at {}", missing.display())), "{cmd}: {}", stderr(&o));
+        let v = json(&[cmd, path_str(&missing)], 2);
+        assert_eq!(v["error"], "not_found", "{cmd}");
+    }
+    // Opening read-only must not have created anything.
+    assert!(!missing.exists());
+}
+
+#[test]
+fn plain_file_or_empty_directory_exits_2_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file.txt");
+    std::fs::write(&file, b"hello").unwrap();
+    for cmd in ["info", "dump", "verify"] {
+        let o = tidelog(&[cmd, path_str(&file)]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        assert!(stderr(&o).contains("is not a directory"), "{cmd}: {}", stderr(&o));
+        let o = tidelog(&[cmd, path_str(tmp.path())]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        assert!(stderr(&o).contains("no log at"), "{cmd}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_are_json_with_the_json_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    drop(keyed_log(&dir));
+    let o = tidelog(&["dump", path_str(&dir), "--since", "yesterday"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot parse time"), "{}", stderr(&o));
+    let o = tidelog(&["dump", path_str(&dir), "--header", "novalue"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v = json(&["dump", path_str(&dir), "--since", "yesterday"], 2);
+    assert_eq!(v["error"], "usage");
+    assert_eq!(tidelog(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(tidelog(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn bench_runs_tiny_prints_every_row_and_removes_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = tidelog(&["bench", "--dir", path_str(tmp.path()), "--records", "300", "--payload", "32"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    for row in [
+        "baseline: buffered File write",
+        "append, batch 1",
+        "append, batch 64",
+        "replay, checksums verified",
+        "random read by offset",
+        "durable append, 1 thread",
+        "durable append, 4 threads",
+    ] {
+        assert!(out.contains(row), "missing {row:?} in\n{out}");
+    }
+    let v = json(&["bench", "--dir", path_str(tmp.path()), "--records", "300", "--payload", "32"], 0);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    assert_eq!(rows[0]["vs_baseline"], 1.0);
+    assert!(rows.iter().all(|r| r["records"].as_u64().unwrap() > 0 && r["records_per_sec"].as_f64().unwrap() > 0.0));
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "bench left files behind");
+}
