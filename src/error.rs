@@ -155,6 +155,32 @@ pub enum Error {
     /// Encoding or decoding a typed value failed (the codec module).
     #[error("codec error: {0}")]
     Codec(String),
+    /// A topic or consumer-group name is not allowed (see `Store`). Nothing was created.
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        /// What was being named: `"topic"` or `"group"`.
+        kind: &'static str,
+        /// The rejected name (lossy if it was not UTF-8).
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A delivery cannot be acked, nacked or extended: it was already settled, or its lease
+    /// expired and the event has been delivered again since (to this or another consumer).
+    #[error("delivery of offset {offset} (attempt {attempt}) is no longer leased to this consumer")]
+    LeaseLost {
+        /// The event's offset in its topic.
+        offset: u64,
+        /// The delivery attempt the caller holds.
+        attempt: u32,
+    },
+    /// No dead letter at this offset of the group's dead-letter log is parked (it does not
+    /// exist, or it was redriven already).
+    #[error("no parked dead letter at dead-letter offset {dlq_offset}")]
+    UnknownDeadLetter {
+        /// The offset in the group's dead-letter log.
+        dlq_offset: u64,
+    },
 }
 
 impl Error {

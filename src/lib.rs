@@ -32,6 +32,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! On top of the log, a [`Store`] holds named topics read by consumer groups ([`Group`]):
+//! at-least-once delivery with leases, acks in any order, persisted retries, dead letters and
+//! redrive, per-key ordering, lag and retention; see `docs/consumers.md`.
+//!
 //! The byte-level format is specified in `docs/format.md`, the durability contract in
 //! `docs/durability.md`, and how data flows between writer and readers in
 //! `docs/architecture.md`.
@@ -39,6 +43,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod codec;
+mod consumer;
 mod error;
 mod format;
 mod fsutil;
@@ -47,12 +53,18 @@ mod mmap;
 mod options;
 mod record;
 mod segment;
+mod store;
 
+pub use crate::consumer::{
+    AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
+    GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES,
+};
 pub use crate::error::{CorruptionKind, Error, Result};
 pub use crate::format::{FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 pub use crate::log::{Cursor, Damage, Iter, Log, OpenReport, SegmentInfo, VerifyReport};
 pub use crate::options::{Durability, Options, RecoveryMode, MAX_SEGMENT_BYTES};
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
+pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 
 /// Decode the record frame at `pos` in `bytes`, as recovery and readers do. Exposed for
 /// fuzzing and tools: returns the record or a classified error, and never panics.

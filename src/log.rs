@@ -345,6 +345,15 @@ impl Log {
             }
 
             // The last segment: the active one. Validate from the last durable point.
+            if ckpt.is_some_and(|c| c.segment_base == base && c.position > file_len) {
+                // The file was cut short below the durable point: acknowledged records are
+                // gone. That is damage, not a torn tail, and is never cut away silently.
+                if opts.recovery == RecoveryMode::TruncateTornTail {
+                    return Err(Error::corrupt(&paths.data, file_len, CorruptionKind::MissingData));
+                }
+                read_only = true;
+                report.damage = Some((paths.data.clone(), file_len));
+            }
             let capacity = hdr.capacity.max(file_len).min(MAX_SEGMENT_BYTES);
             if !read_only && file_len < capacity {
                 // Only a damaged file is shorter than its reservation; restore the reservation.
@@ -355,9 +364,6 @@ impl Log {
                 c.segment_base == base
                     && c.position >= SEGMENT_HEADER_LEN as u64
                     && c.position <= cap as u64
-                    // A file cut short (its reservation just restored with zeros) no longer
-                    // holds what the checkpoint vouches for: rescan rather than claim zeros.
-                    && c.position <= file_len
                     && c.position % 8 == 0
                     && c.next_offset >= base
             });
@@ -854,6 +860,12 @@ impl Inner {
             let step = align_up(frame_len);
             pos += step;
             w.since_entry += step;
+        }
+        // IMPORTANT: the length slot after the last frame must read zero, so that a later scan
+        // ends here: a clean open does not zero stale bytes past the end, and a stale frame
+        // there could otherwise carry the next offset and pass as a record.
+        if pos + 4 <= w.capacity {
+            w.mw.store_frame_len(pos, 0);
         }
         for e in new_entries {
             w.seg.push_index(e);

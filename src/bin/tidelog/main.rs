@@ -5,6 +5,7 @@
 
 mod bench;
 mod common;
+mod consumer_cmds;
 mod demo;
 mod dump;
 mod info;
@@ -42,6 +43,12 @@ enum Command {
     Verify(verify::Args),
     /// Measure append, replay and read throughput in a temporary directory.
     Bench(bench::Args),
+    /// Print a store topic's last events; with -f, follow new ones as they are published.
+    Tail(consumer_cmds::TailArgs),
+    /// Show the consumer groups of a store: position, lag, in flight, retries, dead letters.
+    Consumers(consumer_cmds::ConsumersArgs),
+    /// List or redrive a consumer group's dead letters.
+    Dlq(consumer_cmds::DlqArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +74,9 @@ fn main() -> ExitCode {
         Command::Dump(args) => dump::run(ctx, args),
         Command::Verify(args) => verify::run(ctx, args),
         Command::Bench(args) => bench::run(ctx, args),
+        Command::Tail(args) => consumer_cmds::run_tail(ctx, args),
+        Command::Consumers(args) => consumer_cmds::run_consumers(ctx, args),
+        Command::Dlq(args) => consumer_cmds::run_dlq(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(common::EXIT_OK),
