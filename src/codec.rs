@@ -1,7 +1,7 @@
 //! Typed values to bytes and back. This module is the only place bincode is used: every
 //! structured value tidelog stores (consumer-group state changes and snapshots) goes through
 //! [`encode`] and [`decode`], with bincode 2's `standard()` configuration (little-endian,
-//! variable-length integers). The exact encoding is specified in `docs/format-consumers.md`.
+//! variable-length integers). The exact encoding is specified in `docs/format.md` ("Store and consumer-group files").
 //!
 //! Decoding never trusts a length read from the input: a decode limit bounds the memory any
 //! declared length may claim, so damaged or hostile bytes give [`Error::Codec`], never an

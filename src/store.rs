@@ -4,7 +4,7 @@
 //! ```text
 //! DIR/
 //!   topics/<topic>/                 the topic's log (see docs/format.md)
-//!   groups/<topic>/<group>/state/   the group's state log (docs/format-consumers.md)
+//!   groups/<topic>/<group>/state/   the group's state log (docs/format.md)
 //!   groups/<topic>/<group>/snapshot the group's state snapshot
 //!   groups/<topic>/<group>/dead-letters/  the group's dead-letter log
 //! ```

@@ -185,7 +185,7 @@ fn redrive_state_and_dead_letters_survive_restart_and_are_visible_to_other_proce
 /// A crash after the dead-letter record was written but before the group recorded it: the
 /// reopened group must see the dead letter and never deliver the event (or dead-letter it)
 /// again. Simulated by writing the record into the dead-letter log directly, the way
-/// `docs/format-consumers.md` specifies it.
+/// `docs/format.md` ("Store and consumer-group files") specifies it.
 #[test]
 fn a_dead_letter_written_just_before_a_crash_is_reconciled_not_duplicated() {
     let tmp = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //!
 //! Header values are ASCII text (decimal numbers), like Kafka Connect's `__connect.errors.*`
 //! headers, so that `tidelog dump` and other tools show them as they are. Layout (see
-//! `docs/format-consumers.md`): the original headers first, in order, then
+//! `docs/format.md` ("Store and consumer-group files")): the original headers first, in order, then
 //! `tidelog.dlq.original-headers` whose value is their count (and therefore its own index),
 //! then the other `tidelog.dlq.*` headers.
 

@@ -1,6 +1,6 @@
 //! Consumer groups: at-least-once delivery with leases, acks in any order, retries with
 //! persisted backoff, dead letters and redrive, per-key ordering, lag. The exact semantics
-//! are in `docs/consumers.md`; the files in `docs/format-consumers.md`.
+//! are in `docs/consumers.md`; the files in `docs/format.md` ("Store and consumer-group files").
 //!
 //! Structure: [`state`] is the state machine (no I/O); [`persist`] the state log and
 //! snapshot; [`dlq`] the dead-letter records; [`retention`] releasing consumed segments.

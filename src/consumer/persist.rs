@@ -1,6 +1,6 @@
 //! How a consumer group's state reaches the disk: an internal state log (a tidelog [`Log`]
 //! of [`StateEvent`] records) and a snapshot file that lets old state-log segments go.
-//! The byte-level format is specified in `docs/format-consumers.md`.
+//! The byte-level format is specified in `docs/format.md` ("Store and consumer-group files").
 //!
 //! Recovery = load the snapshot (if any), then replay the state log from the offset the
 //! snapshot covers. The state log gives checksums, torn-tail repair and group commit; the
