@@ -60,9 +60,12 @@ pub struct OpenReport {
     pub torn_bytes_zeroed: u64,
     /// Segments whose index files were missing or damaged and were rebuilt.
     pub indexes_rebuilt: u32,
-    /// Damage followed by valid records, when the log opened read-only up to it
-    /// (`RecoveryMode::ReadOnlyUpToDamage`): the file and byte position.
+    /// Damage that was not a torn tail, when the log opened anyway
+    /// (`RecoveryMode::ReadOnlyUpToDamage` or `RecoveryMode::Salvage`): file and byte position.
     pub damage: Option<(PathBuf, u64)>,
+    /// With `RecoveryMode::Salvage`: the file beside the log holding the bytes that were cut
+    /// away from the damaged segment (from the damaged batch to the last non-zero byte).
+    pub salvaged: Option<PathBuf>,
 }
 
 /// Facts about one segment, for inspection tools.
@@ -308,7 +311,7 @@ impl Log {
                             CorruptionKind::BadField("segment overlaps the next"),
                         ));
                     }
-                    if opts.recovery == RecoveryMode::ReadOnlyUpToDamage {
+                    if opts.recovery != RecoveryMode::TruncateTornTail {
                         read_only = true;
                         report.damage = Some((paths.data.clone(), pos as u64));
                         map.advance_published(st.pos);
@@ -348,10 +351,15 @@ impl Log {
             if ckpt.is_some_and(|c| c.segment_base == base && c.position > file_len) {
                 // The file was cut short below the durable point: acknowledged records are
                 // gone. That is damage, not a torn tail, and is never cut away silently.
-                if opts.recovery == RecoveryMode::TruncateTornTail {
-                    return Err(Error::corrupt(&paths.data, file_len, CorruptionKind::MissingData));
+                match opts.recovery {
+                    RecoveryMode::TruncateTornTail => {
+                        return Err(Error::corrupt(&paths.data, file_len, CorruptionKind::MissingData));
+                    }
+                    RecoveryMode::ReadOnlyUpToDamage => read_only = true,
+                    // Salvage: the checkpoint is ignored below and the file validated from
+                    // its start; appends continue after the last intact batch.
+                    RecoveryMode::Salvage => {}
                 }
-                read_only = true;
                 report.damage = Some((paths.data.clone(), file_len));
             }
             let capacity = hdr.capacity.max(file_len).min(MAX_SEGMENT_BYTES);
@@ -364,6 +372,7 @@ impl Log {
                 c.segment_base == base
                     && c.position >= SEGMENT_HEADER_LEN as u64
                     && c.position <= cap as u64
+                    && c.position <= file_len
                     && c.position % 8 == 0
                     && c.next_offset >= base
             });
@@ -409,9 +418,21 @@ impl Log {
                                 RecoveryMode::TruncateTornTail => {
                                     return Err(Error::corrupt(&paths.data, bad_pos as u64, kind));
                                 }
-                                _ => {
+                                RecoveryMode::ReadOnlyUpToDamage => {
                                     read_only = true;
                                     report.damage = Some((paths.data.clone(), bad_pos as u64));
+                                }
+                                RecoveryMode::Salvage => {
+                                    // Cut at the damaged batch, but keep the bytes cut away
+                                    // (valid records among them) in a file beside the log.
+                                    let end = segment::nonzero_end(&map, &file, pos).max(pos);
+                                    let kept = dir.join(format!("salvaged-{base:020}-{pos}.bin"));
+                                    if let Some(bytes) = map.follower_bytes(pos, end) {
+                                        fsutil::atomic_write(&kept, bytes)?;
+                                    }
+                                    report.damage = Some((paths.data.clone(), bad_pos as u64));
+                                    report.salvaged = Some(kept);
+                                    zero_from_to = Some((pos, end));
                                 }
                             }
                         } else {

@@ -32,6 +32,14 @@ pub enum RecoveryMode {
     /// Like `TruncateTornTail`, but on damage followed by valid records the log opens
     /// read-only, ending just before the damage, so that what precedes it can be read out.
     ReadOnlyUpToDamage,
+    /// Salvage a damaged active segment and keep appending: cut the log at the damaged batch
+    /// (or at the end of a file cut short below the durable point), write the bytes cut away
+    /// to `salvaged-{base}-{position}.bin` beside the log, report both in
+    /// [`crate::OpenReport`], and continue with the next offset after the last intact batch.
+    /// Acknowledged records after the damage leave the log (their bytes are kept in the
+    /// salvage file). Damage in a sealed segment opens read-only, as with
+    /// `ReadOnlyUpToDamage`. Choose this only to get a log writable again after media damage.
+    Salvage,
 }
 
 /// Options for [`crate::Log::open`]. Built with consuming setters:

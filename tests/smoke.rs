@@ -88,3 +88,52 @@ fn smoke_torn_tail_and_mid_damage() {
     assert!(matches!(ro.append(Record::new(b"x")), Err(Error::ReadOnly)));
     log.close().unwrap();
 }
+
+/// Salvage is the explicit way back to a writable log after media damage: the log is cut at
+/// the damaged batch, appends continue at the next offset after the intact prefix, and the
+/// bytes cut away (valid later records among them) are kept in a file beside the log.
+#[test]
+fn salvage_cuts_at_damage_keeps_the_cut_bytes_and_appends_continue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let opts = Options::default().segment_bytes(1 << 20);
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    for i in 0..100u64 {
+        log.append(Record::new(format!("p{i:04}").as_bytes())).unwrap();
+    }
+    // Damage followed by valid records.
+    let img = tmp.path().join("img");
+    copy_dir(&dir, &img);
+    let seg = img.join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[64 + 50 * 48 + 42] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    let salvage = opts.clone().recovery(RecoveryMode::Salvage);
+    let l = Log::open(&img, salvage.clone()).unwrap();
+    assert!(!l.is_read_only());
+    assert_eq!(l.next_offset(), 50);
+    let kept = l.open_report().salvaged.clone().expect("salvage file");
+    let kept_bytes = std::fs::read(&kept).unwrap();
+    assert!(kept_bytes.windows(5).any(|w| w == b"p0099"), "later records kept");
+    assert_eq!(l.read(49).unwrap().payload, b"p0049");
+    assert_eq!(l.append(Record::new(b"after")).unwrap(), 50);
+    l.close().unwrap();
+    let l = Log::open(&img, opts.clone()).unwrap();
+    assert_eq!(l.next_offset(), 51);
+    assert_eq!(l.read(50).unwrap().payload, b"after");
+    drop(l);
+
+    // A cleanly closed file cut short below its checkpoint.
+    log.close().unwrap();
+    let img2 = tmp.path().join("img2");
+    copy_dir(&dir, &img2);
+    let seg2 = img2.join(format!("{:020}.log", 0));
+    let f = std::fs::OpenOptions::new().write(true).open(&seg2).unwrap();
+    f.set_len((64 + 80 * 48 + 20) as u64).unwrap();
+    drop(f);
+    assert!(matches!(Log::open(&img2, opts.clone()), Err(Error::Corruption { .. })));
+    let l = Log::open(&img2, salvage).unwrap();
+    assert_eq!(l.next_offset(), 80);
+    assert_eq!(l.read(79).unwrap().payload, b"p0079");
+    assert_eq!(l.append(Record::new(b"x")).unwrap(), 80);
+}

@@ -1,0 +1,13 @@
+//! `tidelog::decode_record` on arbitrary bytes at an arbitrary position must never panic.
+//! The per-input logic is shared with `tests/fuzz_corpus.rs`, which replays the corpus.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[allow(dead_code)]
+#[path = "../../tests/support/fuzz_inputs.rs"]
+mod fuzz_inputs;
+
+fuzz_target!(|data: &[u8]| {
+    fuzz_inputs::decode_record(data);
+});
