@@ -376,27 +376,68 @@ impl Log {
                     && c.position % 8 == 0
                     && c.next_offset >= base
             });
-            let (mut st, mut entries) = match trusted {
-                Some(c) => {
-                    let entries = segment::read_active_index(&paths, base, c.position as usize);
-                    let last_pos = entries.last().map_or(SEGMENT_HEADER_LEN, |e| e.pos as usize);
-                    let st = ScanState {
-                        pos: c.position as usize,
-                        next_offset: c.next_offset,
-                        last_ts: c.last_timestamp_us,
-                        since_entry: c.position as usize - last_pos,
-                    };
-                    (st, entries)
-                }
-                None => (ScanState::at_start(base), Vec::new()),
-            };
-            let start_pos = st.pos;
             let (map, mw) = if read_only {
                 (SegmentMap::map_ro(&file, cap, 0).at(&paths.data)?, None)
             } else {
                 let (m, w) = SegmentMap::map_rw(&file, cap, 0).at(&paths.data)?;
                 (m, Some(w))
             };
+            let (mut st, mut entries) = match trusted {
+                Some(c) => {
+                    let entries = segment::read_active_index(&paths, base, c.position as usize);
+                    let from = entries.last().map_or(ScanState::at_start(base), |e| ScanState {
+                        pos: e.pos as usize,
+                        next_offset: base + e.rel as u64,
+                        last_ts: e.ts,
+                        since_entry: 0,
+                    });
+                    // The checkpoint vouches for records up to its position. Check the last
+                    // stretch of them (at most one index interval) before trusting it: a
+                    // checkpoint newer than its segment (a restored backup, a lost write) must
+                    // not make zeros pass for records.
+                    let vouched = |st: &ScanState| st.pos == c.position as usize && st.next_offset == c.next_offset;
+                    let mut chk = from;
+                    let mut scratch = Vec::new();
+                    segment::scan(&map, base, &mut chk, interval, &mut scratch, Some(c.position as usize));
+                    if vouched(&chk) {
+                        let st = ScanState {
+                            pos: chk.pos,
+                            next_offset: chk.next_offset,
+                            last_ts: chk.last_ts.max(c.last_timestamp_us),
+                            since_entry: c.position as usize - from.pos,
+                        };
+                        (st, entries)
+                    } else {
+                        // The index entry may be what is wrong (derived data, never fatal):
+                        // validate from the segment start before calling it damage.
+                        let mut full = ScanState::at_start(base);
+                        let mut rebuilt = Vec::new();
+                        let stop =
+                            segment::scan(&map, base, &mut full, interval, &mut rebuilt, Some(c.position as usize));
+                        report.scanned_bytes += full.pos as u64;
+                        if vouched(&full) {
+                            report.indexes_rebuilt += 1;
+                            (full, rebuilt)
+                        } else {
+                            let (at, kind) = match stop {
+                                ScanStop::Invalid { bad_pos, kind, .. } => (bad_pos, kind),
+                                ScanStop::End => (full.pos, CorruptionKind::MissingData),
+                            };
+                            match opts.recovery {
+                                RecoveryMode::TruncateTornTail => {
+                                    return Err(Error::corrupt(&paths.data, at as u64, kind));
+                                }
+                                RecoveryMode::ReadOnlyUpToDamage => read_only = true,
+                                RecoveryMode::Salvage => {}
+                            }
+                            report.damage = Some((paths.data.clone(), at as u64));
+                            (ScanState::at_start(base), Vec::new())
+                        }
+                    }
+                }
+                None => (ScanState::at_start(base), Vec::new()),
+            };
+            let start_pos = st.pos;
             let stop = segment::scan(&map, base, &mut st, interval, &mut entries, None);
             report.scanned_bytes += (st.pos - start_pos) as u64;
             let mut zero_from_to: Option<(usize, usize)> = None;

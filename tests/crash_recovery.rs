@@ -244,8 +244,13 @@ fn truncation_case(b: &Built, p: u64) -> Outcome {
 enum Outcome {
     /// No record was damaged (alignment padding, or bytes past the end).
     Undamaged,
-    /// The damage lies in bytes the checkpoint vouches for: found by reads and `verify`.
+    /// The damage lies in bytes the checkpoint vouches for, before the stretch the open
+    /// checks: found by reads and `verify`.
     Trusted,
+    /// The damage lies in the last stretch the checkpoint vouches for (from the last index
+    /// entry before the checkpoint position to that position), which the open validates
+    /// before trusting the checkpoint: the open fails with the damage located.
+    CheckedAtOpen,
     /// A torn tail (the damaged record was the last one, or the file was cut past the
     /// durable point): cut away, and the log goes on.
     TornTail,
@@ -271,7 +276,15 @@ fn flip_case(b: &Built, p: u64, bit: u32) -> Outcome {
         }
         // Bytes the checkpoint vouches for are not rescanned; reads and verify find the damage.
         Some(f) if f.pos < b.trusted_pos => {
-            let log = Log::open(&dir, opts()).unwrap_or_else(|e| panic!("{ctx}: open: {e}"));
+            let log = match Log::open(&dir, opts()) {
+                Ok(log) => log,
+                Err(Error::Corruption { file, position, .. }) => {
+                    assert_eq!(file, active, "{ctx}");
+                    assert_eq!(position, f.pos, "{ctx}");
+                    return Outcome::CheckedAtOpen;
+                }
+                Err(e) => panic!("{ctx}: open: {e}"),
+            };
             assert_eq!(log.next_offset(), n, "{ctx}");
             let mut c = log.cursor(0);
             for o in 0..f.offset {
@@ -375,12 +388,13 @@ fn truncation_at_every_byte_of_the_tail_around_a_checkpoint() {
     assert_eq!(sweep_truncations(Shutdown::UncleanMidCheckpoint), [Outcome::TornTail, Outcome::Damage].into());
 }
 
-/// A bit flip in any byte of the last records of a cleanly closed log: the open trusts the
-/// checkpoint, so the damage is found by reads and `verify`, never returned as data.
+/// A bit flip in any byte of the last records of a cleanly closed log: the open checks the
+/// last stretch the checkpoint vouches for (one index interval) and reports damage there,
+/// located; damage before that stretch is found by reads and `verify`. Never returned as data.
 #[test]
 fn bit_flip_at_every_byte_of_the_tail_after_clean_close() {
     let seen = sweep_flips(Shutdown::Clean);
-    assert_eq!(seen, [Outcome::Undamaged, Outcome::Trusted].into());
+    assert_eq!(seen, [Outcome::Undamaged, Outcome::Trusted, Outcome::CheckedAtOpen].into());
 }
 
 /// A bit flip in any byte of the last records after a crash: the last record damaged is a torn
@@ -395,7 +409,10 @@ fn bit_flip_at_every_byte_of_the_tail_after_crash() {
 #[test]
 fn bit_flip_at_every_byte_of_the_tail_around_a_checkpoint() {
     let seen = sweep_flips(Shutdown::UncleanMidCheckpoint);
-    assert_eq!(seen, [Outcome::Undamaged, Outcome::Trusted, Outcome::TornTail, Outcome::Damage].into());
+    assert_eq!(
+        seen,
+        [Outcome::Undamaged, Outcome::Trusted, Outcome::CheckedAtOpen, Outcome::TornTail, Outcome::Damage].into()
+    );
 }
 
 // ---- batches -----------------------------------------------------------------------------

@@ -137,3 +137,32 @@ fn salvage_cuts_at_damage_keeps_the_cut_bytes_and_appends_continue() {
     assert_eq!(l.read(79).unwrap().payload, b"p0079");
     assert_eq!(l.append(Record::new(b"x")).unwrap(), 80);
 }
+
+/// A checkpoint newer than its segment (a segment restored from an older copy: same length,
+/// zeros where the last records were) must not make zeros pass for records. The open checks
+/// the last stretch the checkpoint vouches for and reports the records missing.
+#[test]
+fn checkpoint_newer_than_its_segment_is_reported_not_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    let opts = Options::default().segment_bytes(1 << 20);
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    for i in 0..100u64 {
+        log.append(Record::new(format!("p{i:04}").as_bytes())).unwrap();
+    }
+    log.close().unwrap();
+    let seg = dir.join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let from = 64 + 97 * 48;
+    bytes[from..from + 3 * 48].fill(0);
+    std::fs::write(&seg, &bytes).unwrap();
+    match Log::open(&dir, opts.clone()) {
+        Err(Error::Corruption { position, kind: CorruptionKind::MissingData, .. }) => {
+            assert_eq!(position, from as u64)
+        }
+        other => panic!("expected missing data, got {other:?}"),
+    }
+    let l = Log::open(&dir, opts.recovery(RecoveryMode::Salvage)).unwrap();
+    assert_eq!(l.next_offset(), 97);
+    assert_eq!(l.append(Record::new(b"y")).unwrap(), 97);
+}
