@@ -650,6 +650,10 @@ impl Log {
 
     /// A cursor reading forward from `offset`, borrowing each record from the map.
     /// At the end of the log it returns `None`; call again later to pick up new records.
+    /// A cursor may start at an offset not yet written: it returns `None` until that offset
+    /// is committed, then reads from it (this is how a tailing reader starts at
+    /// [`Log::next_offset`]). An offset below [`Log::first_offset`] gives
+    /// [`Error::OffsetOutOfRange`] on the first call.
     pub fn cursor(&self, offset: u64) -> Cursor {
         Cursor { log: self.clone(), segs: Arc::new(Vec::new()), idx: 0, pos: 0, next: offset, positioned: false }
     }
