@@ -132,6 +132,9 @@ struct Writer {
     /// A roll failed after the active segment's index was sealed: no more records may go into
     /// it, every append must roll first.
     must_roll: bool,
+    /// The checkpoint on disk still carries the previous writer's clean-shutdown mark (this
+    /// open found the log exactly as a clean close left it). Cleared before the first write.
+    clean_mark_on_disk: bool,
 }
 
 #[derive(Default)]
@@ -494,10 +497,21 @@ impl Log {
             }
             match (mw, read_only) {
                 (Some(mut w), false) => {
-                    // Everything validated is made durable before the checkpoint claims it.
-                    map.flush_range(SEGMENT_HEADER_LEN, st.pos).at(&paths.data)?;
+                    // Exactly as a clean close left it: nothing to flush or rewrite, and the
+                    // clean mark is cleared at the first write rather than now, so that an open
+                    // that writes nothing costs no fsync.
+                    let as_closed = report.clean_shutdown
+                        && trusted.is_some_and(|c| c.position as usize == st.pos)
+                        && report.scanned_bytes == 0
+                        && zero_from_to.is_none()
+                        && report.damage.is_none()
+                        && report.indexes_rebuilt == 0;
+                    if !as_closed {
+                        // Everything validated is made durable before the checkpoint claims it.
+                        map.flush_range(SEGMENT_HEADER_LEN, st.pos).at(&paths.data)?;
+                        segment::write_active_index_files(&paths, base, opts.index_interval_bytes, &entries)?;
+                    }
                     w.publish(st.pos);
-                    segment::write_active_index_files(&paths, base, opts.index_interval_bytes, &entries)?;
                     let files = segment::open_index_files_for_append(&paths)?;
                     let persisted = entries.len();
                     let seg = Arc::new(Segment::new(
@@ -522,6 +536,7 @@ impl Log {
                         index_files: Arc::new(files),
                         index_persisted: persisted,
                         must_roll: false,
+                        clean_mark_on_disk: as_closed,
                     });
                 }
                 _ => {
@@ -569,8 +584,9 @@ impl Log {
         }
         if !log.inner.read_only {
             let w = log.inner.writer.lock();
-            if let Some(w) = w.as_ref() {
-                // Clear the clean-shutdown mark before anything new can be written.
+            if let Some(w) = w.as_ref().filter(|w| !w.clean_mark_on_disk) {
+                // Record the recovered durable point (clean mark cleared) before anything new
+                // can be written.
                 log.inner.write_checkpoint(Checkpoint {
                     clean: false,
                     segment_base: w.seg.base_offset,
@@ -897,6 +913,18 @@ impl Inner {
             return Err(Error::Poisoned);
         }
         let w = g.as_mut().ok_or(Error::Closed)?;
+        if w.clean_mark_on_disk {
+            // IMPORTANT: the clean mark says nothing lies past the checkpoint; clear it before
+            // the first byte is written past it.
+            self.write_checkpoint(Checkpoint {
+                clean: false,
+                segment_base: w.seg.base_offset,
+                position: w.pos as u64,
+                next_offset: w.next_offset,
+                last_timestamp_us: w.last_ts,
+            })?;
+            w.clean_mark_on_disk = false;
+        }
         let now = now_us();
         let aged = self.opts.segment_max_age.is_some_and(|age| {
             w.next_offset > w.seg.base_offset && now.saturating_sub(w.seg.created_us) >= age.as_micros() as u64
@@ -1025,6 +1053,7 @@ impl Inner {
             index_files: Arc::new(files),
             index_persisted: 0,
             must_roll: false,
+            clean_mark_on_disk: false,
         };
         self.write_checkpoint(Checkpoint {
             clean: false,
@@ -1107,6 +1136,7 @@ impl Inner {
             index_files: Arc::new(files),
             index_persisted: 0,
             must_roll: false,
+            clean_mark_on_disk: false,
         });
         Ok(())
     }
@@ -1232,6 +1262,10 @@ impl Inner {
         let Some(mut w) = g.take() else { return Ok(()) };
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
+        }
+        if w.clean_mark_on_disk {
+            // Nothing was written since a clean open: the files are as the last close left them.
+            return Ok(());
         }
         if let Err(e) = w.seg.map.flush_range(w.synced_pos, w.pos) {
             self.poisoned.store(true, Ordering::Release);
