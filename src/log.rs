@@ -1001,10 +1001,7 @@ impl Inner {
         // From here the old segment is sealed on disk: it must never take another record.
         w.must_roll = true;
         let base = w.next_offset;
-        let file = segment::create_segment_file(&self.dir, base, now_us(), capacity as u64)?;
-        let paths = SegmentPaths::new(&self.dir, base);
-        let (map, mw) = SegmentMap::map_rw(&file, capacity, SEGMENT_HEADER_LEN).at(&paths.data)?;
-        let files = segment::open_index_files_for_append(&paths)?;
+        let fresh = self.new_active(base, capacity, w.last_ts)?;
         // Re-map the old segment read-only with its sealed index.
         let old_file = File::open(&old.paths.data).at(&old.paths.data)?;
         let sealed = match segment::open_sealed_index(&old.paths, old.base_offset, old.map.len() as u64) {
@@ -1022,39 +1019,13 @@ impl Inner {
             }
             None => old.clone(),
         };
-        let created = now_us();
-        let seg = Arc::new(Segment::new(
-            base,
-            created,
-            paths,
-            map,
-            SegIndex::Active(RwLock::new(ActiveIndex::default())),
-            base,
-            0,
-        ));
-        {
-            let mut list = self.segments.write();
-            let mut v: Vec<Arc<Segment>> = list.as_ref().clone();
+        self.edit_segments(|v| {
             if let Some(last) = v.last_mut() {
                 *last = sealed;
             }
-            v.push(seg.clone());
-            *list = Arc::new(v);
-        }
-        *w = Writer {
-            seg,
-            mw,
-            capacity,
-            pos: SEGMENT_HEADER_LEN,
-            next_offset: base,
-            last_ts: w.last_ts,
-            since_entry: 0,
-            synced_pos: SEGMENT_HEADER_LEN,
-            index_files: Arc::new(files),
-            index_persisted: 0,
-            must_roll: false,
-            clean_mark_on_disk: false,
-        };
+            v.push(fresh.seg.clone());
+        });
+        *w = fresh;
         self.write_checkpoint(Checkpoint {
             clean: false,
             segment_base: base,
@@ -1068,64 +1039,36 @@ impl Inner {
     }
 
     fn replace_empty_active(&self, w: &mut Writer, capacity: usize) -> Result<()> {
-        let base = w.seg.base_offset;
-        let paths = w.seg.paths.clone();
-        segment::remove_segment_files(&paths)?;
-        let file = segment::create_segment_file(&self.dir, base, now_us(), capacity as u64)?;
-        let (map, mw) = SegmentMap::map_rw(&file, capacity, SEGMENT_HEADER_LEN).at(&paths.data)?;
-        let files = segment::open_index_files_for_append(&paths)?;
-        let seg = Arc::new(Segment::new(
-            base,
-            now_us(),
-            paths,
-            map,
-            SegIndex::Active(RwLock::new(ActiveIndex::default())),
-            base,
-            0,
-        ));
-        {
-            let mut list = self.segments.write();
-            let mut v: Vec<Arc<Segment>> = list.as_ref().clone();
+        segment::remove_segment_files(&w.seg.paths)?;
+        let fresh = self.new_active(w.seg.base_offset, capacity, w.last_ts)?;
+        self.edit_segments(|v| {
             if let Some(last) = v.last_mut() {
-                *last = seg.clone();
+                *last = fresh.seg.clone();
             }
-            *list = Arc::new(v);
-        }
-        w.seg = seg;
-        w.mw = mw;
-        w.capacity = capacity;
-        w.pos = SEGMENT_HEADER_LEN;
-        w.synced_pos = SEGMENT_HEADER_LEN;
-        w.since_entry = 0;
-        w.index_files = Arc::new(files);
-        w.index_persisted = 0;
+        });
+        *w = fresh;
         Ok(())
     }
 
     fn create_active_after_sealed(&self, last_ts: u64) -> Result<()> {
         let base = self.next_offset.load(Ordering::Acquire);
-        let capacity = self.opts.segment_bytes as usize;
-        let file = segment::create_segment_file(&self.dir, base, now_us(), capacity as u64)?;
+        let fresh = self.new_active(base, self.opts.segment_bytes as usize, last_ts)?;
+        self.edit_segments(|v| v.push(fresh.seg.clone()));
+        *self.writer.lock() = Some(fresh);
+        Ok(())
+    }
+
+    /// Create segment `base` with `capacity` bytes reserved, and a writer positioned at its
+    /// first record.
+    fn new_active(&self, base: u64, capacity: usize, last_ts: u64) -> Result<Writer> {
+        let created = now_us();
+        let file = segment::create_segment_file(&self.dir, base, created, capacity as u64)?;
         let paths = SegmentPaths::new(&self.dir, base);
         let (map, mw) = SegmentMap::map_rw(&file, capacity, SEGMENT_HEADER_LEN).at(&paths.data)?;
         let files = segment::open_index_files_for_append(&paths)?;
-        let seg = Arc::new(Segment::new(
-            base,
-            now_us(),
-            paths,
-            map,
-            SegIndex::Active(RwLock::new(ActiveIndex::default())),
-            base,
-            0,
-        ));
-        {
-            let mut list = self.segments.write();
-            let mut v: Vec<Arc<Segment>> = list.as_ref().clone();
-            v.push(seg.clone());
-            *list = Arc::new(v);
-        }
-        *self.writer.lock() = Some(Writer {
-            seg,
+        let index = SegIndex::Active(RwLock::new(ActiveIndex::default()));
+        Ok(Writer {
+            seg: Arc::new(Segment::new(base, created, paths, map, index, base, 0)),
             mw,
             capacity,
             pos: SEGMENT_HEADER_LEN,
@@ -1137,8 +1080,15 @@ impl Inner {
             index_persisted: 0,
             must_roll: false,
             clean_mark_on_disk: false,
-        });
-        Ok(())
+        })
+    }
+
+    /// Swap in a changed copy of the segment list. Readers holding the old list keep it.
+    fn edit_segments(&self, edit: impl FnOnce(&mut Vec<Arc<Segment>>)) {
+        let mut list = self.segments.write();
+        let mut v: Vec<Arc<Segment>> = list.as_ref().clone();
+        edit(&mut v);
+        *list = Arc::new(v);
     }
 
     /// Wait until every record before `target` is durable, flushing as the leader if no
@@ -1336,12 +1286,7 @@ impl Inner {
                 base,
                 0,
             ));
-            {
-                let mut l = self.segments.write();
-                let mut v: Vec<Arc<Segment>> = l.as_ref().clone();
-                v.push(seg);
-                *l = Arc::new(v);
-            }
+            self.edit_segments(|v| v.push(seg));
             f.st = ScanState::at_start(base);
         }
     }
