@@ -47,8 +47,9 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-#[test]
-fn smoke_torn_tail_and_mid_damage() {
+/// A log of 100 records `p0000`..`p0099`, one 48-byte frame each (40 header + 5 payload,
+/// aligned to 8), in one 1 MiB segment: record `i` starts at byte `64 + 48 * i`.
+fn hundred_records() -> (tempfile::TempDir, std::path::PathBuf, Options, Log) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
     let opts = Options::default().segment_bytes(1 << 20);
@@ -56,6 +57,12 @@ fn smoke_torn_tail_and_mid_damage() {
     for i in 0..100u64 {
         log.append(Record::new(format!("p{i:04}").as_bytes())).unwrap();
     }
+    (tmp, dir, opts, log)
+}
+
+#[test]
+fn smoke_torn_tail_and_mid_damage() {
+    let (tmp, dir, opts, log) = hundred_records();
     // Image of a killed process: the page cache as it is, no close.
     let img = tmp.path().join("img");
     copy_dir(&dir, &img);
@@ -94,13 +101,7 @@ fn smoke_torn_tail_and_mid_damage() {
 /// bytes cut away (valid later records among them) are kept in a file beside the log.
 #[test]
 fn salvage_cuts_at_damage_keeps_the_cut_bytes_and_appends_continue() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("l");
-    let opts = Options::default().segment_bytes(1 << 20);
-    let log = Log::open(&dir, opts.clone()).unwrap();
-    for i in 0..100u64 {
-        log.append(Record::new(format!("p{i:04}").as_bytes())).unwrap();
-    }
+    let (tmp, dir, opts, log) = hundred_records();
     // Damage followed by valid records.
     let img = tmp.path().join("img");
     copy_dir(&dir, &img);
@@ -143,13 +144,7 @@ fn salvage_cuts_at_damage_keeps_the_cut_bytes_and_appends_continue() {
 /// the last stretch the checkpoint vouches for and reports the records missing.
 #[test]
 fn checkpoint_newer_than_its_segment_is_reported_not_trusted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("l");
-    let opts = Options::default().segment_bytes(1 << 20);
-    let log = Log::open(&dir, opts.clone()).unwrap();
-    for i in 0..100u64 {
-        log.append(Record::new(format!("p{i:04}").as_bytes())).unwrap();
-    }
+    let (tmp, dir, opts, log) = hundred_records();
     log.close().unwrap();
     let seg = dir.join(format!("{:020}.log", 0));
     let mut bytes = std::fs::read(&seg).unwrap();
