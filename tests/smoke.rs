@@ -144,7 +144,7 @@ fn salvage_cuts_at_damage_keeps_the_cut_bytes_and_appends_continue() {
 /// the last stretch the checkpoint vouches for and reports the records missing.
 #[test]
 fn checkpoint_newer_than_its_segment_is_reported_not_trusted() {
-    let (tmp, dir, opts, log) = hundred_records();
+    let (_tmp, dir, opts, log) = hundred_records();
     log.close().unwrap();
     let seg = dir.join(format!("{:020}.log", 0));
     let mut bytes = std::fs::read(&seg).unwrap();
