@@ -135,6 +135,17 @@ struct Writer {
     /// The checkpoint on disk still carries the previous writer's clean-shutdown mark (this
     /// open found the log exactly as a clean close left it). Cleared before the first write.
     clean_mark_on_disk: bool,
+    /// With `Durability::None`, the previous segment, full but not yet sealed (see `roll`).
+    unsealed: Option<Unsealed>,
+}
+
+/// A full segment whose seal (flush of its data, then its sealed index) is still to do.
+struct Unsealed {
+    seg: Arc<Segment>,
+    synced_pos: usize,
+    end_pos: usize,
+    next_offset: u64,
+    last_ts: u64,
 }
 
 #[derive(Default)]
@@ -537,6 +548,7 @@ impl Log {
                         index_persisted: persisted,
                         must_roll: false,
                         clean_mark_on_disk: as_closed,
+                        unsealed: None,
                     });
                 }
                 _ => {
@@ -696,14 +708,16 @@ impl Log {
     pub fn segments(&self) -> Vec<SegmentInfo> {
         let segs = self.inner.segments.read().clone();
         segs.iter()
-            .map(|s| SegmentInfo {
+            .enumerate()
+            .map(|(i, s)| SegmentInfo {
                 base_offset: s.base_offset,
                 next_offset: s.next_offset(),
                 bytes: s.end_pos() as u64,
                 capacity: s.map.len() as u64,
                 min_timestamp_us: s.min_ts(),
                 max_timestamp_us: s.max_ts(),
-                sealed: s.is_sealed(),
+                // Every segment but the last is full and takes no more records.
+                sealed: s.is_sealed() || i + 1 < segs.len(),
                 path: s.paths.data.clone(),
             })
             .collect()
@@ -716,15 +730,18 @@ impl Log {
         if inner.read_only {
             return Err(Error::ReadOnly);
         }
-        let _w = inner.writer.lock();
+        let mut w = inner.writer.lock();
         let list = inner.segments.read().clone();
-        let n = list
-            .iter()
-            .take(list.len().saturating_sub(1))
-            .take_while(|s| s.is_sealed() && s.next_offset() <= offset)
-            .count();
+        // Every segment but the last is full and never written again, sealed yet or not.
+        let n = list.iter().take(list.len().saturating_sub(1)).take_while(|s| s.next_offset() <= offset).count();
         if n == 0 {
             return Ok(0);
+        }
+        if let Some(w) = w.as_mut() {
+            // A full segment still waiting for its seal needs none if it is deleted.
+            if w.unsealed.as_ref().is_some_and(|u| list[..n].iter().any(|s| s.base_offset == u.seg.base_offset)) {
+                w.unsealed = None;
+            }
         }
         *inner.segments.write() = Arc::new(list[n..].to_vec());
         for s in &list[..n] {
@@ -989,42 +1006,37 @@ impl Inner {
             // The active segment is empty but too small for this batch: replace it.
             return self.replace_empty_active(w, capacity);
         }
-        let old = w.seg.clone();
-        if let Err(e) = old.map.flush_range(w.synced_pos, w.pos) {
-            self.poisoned.store(true, Ordering::Release);
-            return Err(Error::io(&old.paths.data, e));
-        }
-        w.synced_pos = w.pos;
-        let entries = old.active_entries();
-        let info = SealInfo { end_pos: w.pos as u64, next_offset: w.next_offset, max_ts: w.last_ts };
-        segment::write_sealed_index_files(&old.paths, old.base_offset, self.opts.index_interval_bytes, &entries, info)?;
-        // From here the old segment is sealed on disk: it must never take another record.
+        // From here the active segment takes no more records, even if this roll fails.
         w.must_roll = true;
-        let base = w.next_offset;
-        let fresh = self.new_active(base, capacity, w.last_ts)?;
-        // Re-map the old segment read-only with its sealed index.
-        let old_file = File::open(&old.paths.data).at(&old.paths.data)?;
-        let sealed = match segment::open_sealed_index(&old.paths, old.base_offset, old.map.len() as u64) {
-            Some((sidx, _)) => {
-                let ro = SegmentMap::map_ro(&old_file, old.map.len(), w.pos).at(&old.paths.data)?;
-                Arc::new(Segment::new(
-                    old.base_offset,
-                    old.created_us,
-                    old.paths.clone(),
-                    ro,
-                    SegIndex::Sealed(sidx),
-                    w.next_offset,
-                    w.last_ts,
-                ))
-            }
-            None => old.clone(),
+        let full = Unsealed {
+            seg: w.seg.clone(),
+            synced_pos: w.synced_pos,
+            end_pos: w.pos,
+            next_offset: w.next_offset,
+            last_ts: w.last_ts,
         };
-        self.edit_segments(|v| {
-            if let Some(last) = v.last_mut() {
-                *last = sealed;
+        // With Durability::None nothing waits for the disk: sealing means flushing the whole
+        // segment (tens of ms for 128 MiB, under the writer lock), so it is deferred to the
+        // next roll, `sync` or `close`, by when the kernel's writeback has drained most of it.
+        // Until then the segment is readable through its in-memory index, no checkpoint
+        // vouches for it, and a crash open validates it whole and rebuilds its index.
+        let defer = self.opts.durability == Durability::None;
+        if !defer {
+            self.seal(&full)?;
+        } else if let Some(prev) = w.unsealed.take() {
+            if let Err(e) = self.seal(&prev) {
+                w.unsealed = Some(prev);
+                return Err(e);
             }
-            v.push(fresh.seg.clone());
-        });
+        }
+        let base = w.next_offset;
+        let mut fresh = self.new_active(base, capacity, w.last_ts)?;
+        self.edit_segments(|v| v.push(fresh.seg.clone()));
+        if defer {
+            fresh.unsealed = Some(full);
+            *w = fresh;
+            return Ok(());
+        }
         *w = fresh;
         self.write_checkpoint(Checkpoint {
             clean: false,
@@ -1035,6 +1047,41 @@ impl Inner {
         })?;
         let mut s = self.sync.lock();
         s.durable = s.durable.max(base);
+        Ok(())
+    }
+
+    /// Seal a full segment: flush its data, write its sealed index files durably, then swap in
+    /// a read-only map of it with the mapped index. The order matters: a sealed index is
+    /// trusted without a scan, so the data it describes must be on disk first.
+    fn seal(&self, u: &Unsealed) -> Result<()> {
+        let old = &u.seg;
+        if let Err(e) = old.map.flush_range(u.synced_pos, u.end_pos) {
+            self.poisoned.store(true, Ordering::Release);
+            return Err(Error::io(&old.paths.data, e));
+        }
+        let entries = old.active_entries();
+        let info = SealInfo { end_pos: u.end_pos as u64, next_offset: u.next_offset, max_ts: u.last_ts };
+        segment::write_sealed_index_files(&old.paths, old.base_offset, self.opts.index_interval_bytes, &entries, info)?;
+        // IMPORTANT: the renames of the sealed index files are durable only after this.
+        fsutil::fsync_dir(&self.dir)?;
+        let old_file = File::open(&old.paths.data).at(&old.paths.data)?;
+        if let Some((sidx, _)) = segment::open_sealed_index(&old.paths, old.base_offset, old.map.len() as u64) {
+            let ro = SegmentMap::map_ro(&old_file, old.map.len(), u.end_pos).at(&old.paths.data)?;
+            let sealed = Arc::new(Segment::new(
+                old.base_offset,
+                old.created_us,
+                old.paths.clone(),
+                ro,
+                SegIndex::Sealed(sidx),
+                u.next_offset,
+                u.last_ts,
+            ));
+            self.edit_segments(|v| {
+                if let Some(s) = v.iter_mut().find(|s| s.base_offset == sealed.base_offset) {
+                    *s = sealed;
+                }
+            });
+        }
         Ok(())
     }
 
@@ -1080,6 +1127,7 @@ impl Inner {
             index_persisted: 0,
             must_roll: false,
             clean_mark_on_disk: false,
+            unsealed: None,
         })
     }
 
@@ -1128,6 +1176,12 @@ impl Inner {
             let Some(w) = g.as_mut() else {
                 return Ok(self.next_offset.load(Ordering::Acquire));
             };
+            if let Some(u) = w.unsealed.take() {
+                if let Err(e) = self.seal(&u) {
+                    w.unsealed = Some(u);
+                    return Err(e);
+                }
+            }
             let from = w.synced_pos;
             w.synced_pos = w.pos;
             let ckpt_due = self.ckpt.lock().at.elapsed() >= CHECKPOINT_EVERY;
@@ -1216,6 +1270,9 @@ impl Inner {
         if w.clean_mark_on_disk {
             // Nothing was written since a clean open: the files are as the last close left them.
             return Ok(());
+        }
+        if let Some(u) = w.unsealed.take() {
+            self.seal(&u)?;
         }
         if let Err(e) = w.seg.map.flush_range(w.synced_pos, w.pos) {
             self.poisoned.store(true, Ordering::Release);
