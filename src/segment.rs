@@ -526,6 +526,10 @@ impl Segment {
     /// The first record with timestamp at or after `ts`, if this segment has one.
     pub fn find_time(&self, ts: u64) -> Result<Option<u64>> {
         let end = self.next_offset();
+        let (p0, o0) = self.floor_by_time(ts);
+        if let Some(found) = self.find_time_hopping(p0, o0, end, ts) {
+            return Ok(found);
+        }
         let try_from = |mut pos: usize, mut off: u64| -> Result<Option<u64>> {
             while off < end {
                 let (rec, next) = self.decode_at(pos, off)?;
@@ -548,6 +552,45 @@ impl Segment {
             Err(_) if pos != SEGMENT_HEADER_LEN => try_from(SEGMENT_HEADER_LEN, self.base_offset),
             Err(e) => Err(e),
         }
+    }
+
+    /// The fast path of `find_time`: hop record to record by length (checking each one's
+    /// self-offset), then fully validate the first record at or after `ts` and the one before
+    /// it. Timestamps never decrease, so those two validated neighbours decide the answer
+    /// without checksumming the records in between. `None` means "not decided here": the
+    /// caller falls back to the fully validating scan, which also reports damage.
+    fn find_time_hopping(&self, mut pos: usize, mut off: u64, end: u64, ts: u64) -> Option<Option<u64>> {
+        let buf = self.map.published_bytes();
+        // The answer lies before the next index entry, about one index interval ahead.
+        touch_lines(buf, pos, 4096 + 512);
+        let mut prev: Option<(usize, u64)> = None;
+        while off < end {
+            if pos + format::RECORD_HEADER_LEN > buf.len() || format::le_u64(buf, pos + format::OFFSET_AT) != off {
+                return None;
+            }
+            let len = format::le_u32(buf, pos) as usize;
+            if len < format::RECORD_HEADER_LEN {
+                return None;
+            }
+            if format::le_u64(buf, pos + format::TIMESTAMP_AT) >= ts {
+                let (rec, _) = self.decode_at(pos, off).ok()?;
+                if rec.timestamp_us() < ts {
+                    return None;
+                }
+                let (pp, po) = prev?;
+                let (p, _) = self.decode_at(pp, po).ok()?;
+                if p.timestamp_us() >= ts {
+                    return None;
+                }
+                return Some(Some(off));
+            }
+            prev = Some((pos, off));
+            pos += align_up(len);
+            off += 1;
+        }
+        let (pp, po) = prev?;
+        let (p, _) = self.decode_at(pp, po).ok()?;
+        (p.timestamp_us() < ts).then_some(None)
     }
 
     /// Timestamp of the first record (0 if the segment is empty).

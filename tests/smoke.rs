@@ -161,3 +161,31 @@ fn checkpoint_newer_than_its_segment_is_reported_not_trusted() {
     assert_eq!(l.next_offset(), 97);
     assert_eq!(l.append(Record::new(b"y")).unwrap(), 97);
 }
+
+/// `offset_for_time` gives the first offset whose timestamp is at or after the time asked,
+/// for every boundary: batches share one timestamp, segments roll, and the index is sparse.
+#[test]
+fn offset_for_time_matches_a_linear_search_at_every_boundary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log =
+        Log::open(tmp.path().join("l"), Options::default().segment_bytes(16 << 10).index_interval_bytes(256)).unwrap();
+    let payload = [7u8; 60];
+    for i in 0..400u64 {
+        let n = 1 + (i % 5) as usize;
+        let recs: Vec<Record> = (0..n).map(|_| Record::new(&payload)).collect();
+        log.append_batch(&recs).unwrap();
+        if i % 50 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    assert!(log.segments().len() > 3);
+    let ts: Vec<u64> = log.iter(0).map(|r| r.unwrap().timestamp_us).collect();
+    let linear = |t: u64| ts.iter().position(|&x| x >= t).map(|i| i as u64);
+    let mut probes: Vec<u64> = ts.iter().flat_map(|&t| [t.saturating_sub(1), t, t + 1]).collect();
+    probes.extend([0, u64::MAX]);
+    probes.sort_unstable();
+    probes.dedup();
+    for t in probes {
+        assert_eq!(log.offset_for_time(t).unwrap(), linear(t), "t={t}");
+    }
+}
