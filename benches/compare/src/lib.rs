@@ -1,6 +1,6 @@
 //! Side-by-side benchmark of tidelog against the stores users would pick instead: SQLite
 //! (WAL, `synchronous=FULL` and `NORMAL`), fjall (LSM key-value store) and the `commitlog`
-//! crate. See `docs/comparison.md` at the repository root for what each workload means.
+//! crate. See `docs/benchmarks.md` ("Side by side") at the repository root for what each workload means.
 
 pub mod audit;
 pub mod bench;
