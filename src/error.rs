@@ -101,7 +101,9 @@ pub enum Error {
     /// An empty batch was given where at least one record is required.
     #[error("batch is empty")]
     EmptyBatch,
-    /// Another writer holds the log directory's lock (in this process or another).
+    /// Another writer holds the log directory's lock (in this process or another). Reported
+    /// after the lock stayed held for 200 ms: a lock held only for a moment by a process being
+    /// spawned (between its `fork` and `exec`) is waited out.
     #[error("log at {path:?} is locked by another writer")]
     Locked {
         /// The log directory.
