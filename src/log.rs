@@ -139,6 +139,19 @@ struct Writer {
     unsealed: Option<Unsealed>,
 }
 
+impl Writer {
+    /// A checkpoint at the current write position.
+    fn checkpoint(&self, clean: bool) -> Checkpoint {
+        Checkpoint {
+            clean,
+            segment_base: self.seg.base_offset,
+            position: self.pos as u64,
+            next_offset: self.next_offset,
+            last_timestamp_us: self.last_ts,
+        }
+    }
+}
+
 /// A full segment whose seal (flush of its data, then its sealed index) is still to do.
 struct Unsealed {
     seg: Arc<Segment>,
@@ -599,13 +612,7 @@ impl Log {
             if let Some(w) = w.as_ref().filter(|w| !w.clean_mark_on_disk) {
                 // Record the recovered durable point (clean mark cleared) before anything new
                 // can be written.
-                log.inner.write_checkpoint(Checkpoint {
-                    clean: false,
-                    segment_base: w.seg.base_offset,
-                    position: w.pos as u64,
-                    next_offset: w.next_offset,
-                    last_timestamp_us: w.last_ts,
-                })?;
+                log.inner.write_checkpoint(w.checkpoint(false))?;
             }
             drop(w);
             if let Durability::Interval(every) = opts.durability {
@@ -933,13 +940,7 @@ impl Inner {
         if w.clean_mark_on_disk {
             // IMPORTANT: the clean mark says nothing lies past the checkpoint; clear it before
             // the first byte is written past it.
-            self.write_checkpoint(Checkpoint {
-                clean: false,
-                segment_base: w.seg.base_offset,
-                position: w.pos as u64,
-                next_offset: w.next_offset,
-                last_timestamp_us: w.last_ts,
-            })?;
+            self.write_checkpoint(w.checkpoint(false))?;
             w.clean_mark_on_disk = false;
         }
         let now = now_us();
@@ -1281,13 +1282,7 @@ impl Inner {
         let files = self.persist_index(&mut w)?;
         files.0.sync_data().at(&w.seg.paths.offset_index)?;
         files.1.sync_data().at(&w.seg.paths.time_index)?;
-        self.write_checkpoint(Checkpoint {
-            clean: true,
-            segment_base: w.seg.base_offset,
-            position: w.pos as u64,
-            next_offset: w.next_offset,
-            last_timestamp_us: w.last_ts,
-        })?;
+        self.write_checkpoint(w.checkpoint(true))?;
         let mut s = self.sync.lock();
         s.durable = s.durable.max(w.next_offset);
         Ok(())
