@@ -47,20 +47,22 @@ mod codec;
 mod consumer;
 mod error;
 mod format;
-mod fsutil;
+mod io;
 mod log;
-mod mmap;
 mod options;
 mod record;
 mod segment;
 mod store;
+mod time;
 
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
     GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES,
 };
 pub use crate::error::{CorruptionKind, Error, Result};
-pub use crate::format::{FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+pub use crate::format::frame::RECORD_HEADER_LEN;
+pub use crate::format::segment_header::SEGMENT_HEADER_LEN;
+pub use crate::format::FORMAT_VERSION;
 pub use crate::log::{Cursor, Damage, Iter, Log, OpenReport, SegmentInfo, VerifyReport};
 pub use crate::options::{Durability, Options, RecoveryMode, MAX_SEGMENT_BYTES};
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};

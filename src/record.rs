@@ -2,7 +2,7 @@
 //! when reading, [`OwnedRecord`] when a copy is wanted.
 
 use crate::error::{Error, Result};
-use crate::format::{self, FrameHeader, RECORD_HEADER_LEN};
+use crate::format::frame::{self, encode_frame, FrameBody, FrameHeader, RECORD_HEADER_LEN};
 
 /// A name/value header attached to a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,38 +82,11 @@ impl<'a> Record<'a> {
     }
 
     /// Encode into `dst` (exactly `frame_len` bytes) except the frame length field, which the
-    /// caller publishes last. Returns the CRC written.
+    /// caller publishes last.
     pub(crate) fn encode_into(&self, dst: &mut [u8], offset: u64, timestamp_us: u64, batch_rest: u32) {
-        debug_assert!(dst.len() >= RECORD_HEADER_LEN);
-        let frame_len = dst.len() as u32;
-        let key = self.key.unwrap_or(&[]);
-        let mut at = RECORD_HEADER_LEN;
-        dst[at..at + key.len()].copy_from_slice(key);
-        at += key.len();
-        let hstart = at;
-        for h in self.headers {
-            format::put_u16(dst, at, h.name.len() as u16);
-            at += 2;
-            dst[at..at + h.name.len()].copy_from_slice(h.name.as_bytes());
-            at += h.name.len();
-            format::put_u32(dst, at, h.value.len() as u32);
-            at += 4;
-            dst[at..at + h.value.len()].copy_from_slice(h.value);
-            at += h.value.len();
-        }
-        let headers_len = (at - hstart) as u32;
-        dst[at..].copy_from_slice(self.payload);
-        format::put_u64(dst, format::OFFSET_AT, offset);
-        format::put_u64(dst, format::TIMESTAMP_AT, timestamp_us);
-        format::put_u32(dst, format::BATCH_REST_AT, batch_rest);
-        format::put_u32(dst, format::KEY_LEN_AT, key.len() as u32);
-        format::put_u32(dst, format::HEADERS_LEN_AT, headers_len);
-        format::put_u16(dst, format::FLAGS_AT, if self.key.is_some() { format::FLAG_HAS_KEY } else { 0 });
-        format::put_u16(dst, format::RESERVED_AT, 0);
-        let mut h = crc32fast::Hasher::new();
-        h.update(&frame_len.to_le_bytes());
-        h.update(&dst[format::OFFSET_AT..]);
-        format::put_u32(dst, format::CRC_AT, h.finalize());
+        let body =
+            FrameBody { key: self.key, headers: self.headers.iter().map(|h| (h.name, h.value)), payload: self.payload };
+        encode_frame(dst, body, offset, timestamp_us, batch_rest);
     }
 }
 
@@ -198,7 +171,7 @@ pub struct HeaderIter<'a> {
 impl<'a> Iterator for HeaderIter<'a> {
     type Item = Header<'a>;
     fn next(&mut self) -> Option<Header<'a>> {
-        let (name, value, rest) = format::split_header(self.rest)?;
+        let (name, value, rest) = frame::split_header(self.rest)?;
         self.rest = rest;
         Some(Header { name, value })
     }

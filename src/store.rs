@@ -28,7 +28,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::consumer::{self, Group, GroupInner, GroupLag, GroupOptions, RetentionPolicy, RetentionReport};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil;
+use crate::io::fs as fsutil;
 use crate::log::{Iter, Log, SegmentInfo};
 use crate::options::Options;
 use crate::record::{OwnedRecord, Record};

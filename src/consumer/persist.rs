@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::consumer::state::{Entry, GroupState, ItemId, Status};
 use crate::error::{CorruptionKind, Error, IoContext, Result};
-use crate::fsutil;
+use crate::io::fs as fsutil;
 use crate::log::Log;
 use crate::options::{Durability, Options};
 

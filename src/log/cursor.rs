@@ -1,0 +1,136 @@
+//! Cursors and iterators: reading forward from an offset, borrowing from the map.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::SEGMENT_HEADER_LEN;
+use crate::log::Log;
+use crate::record::{OwnedRecord, RecordView};
+use crate::segment::Segment;
+
+impl Log {
+    /// A cursor reading forward from `offset`, borrowing each record from the map.
+    /// At the end of the log it returns `None`; call again later to pick up new records.
+    /// A cursor may start at an offset not yet written: it returns `None` until that offset
+    /// is committed, then reads from it (this is how a tailing reader starts at
+    /// [`Log::next_offset`]). An offset below [`Log::first_offset`] gives
+    /// [`Error::OffsetOutOfRange`] on the first call.
+    pub fn cursor(&self, offset: u64) -> Cursor {
+        Cursor { log: self.clone(), segs: Arc::new(Vec::new()), idx: 0, pos: 0, next: offset, positioned: false }
+    }
+
+    /// An iterator over copies of the records from `offset` to the current end.
+    pub fn iter(&self, offset: u64) -> Iter {
+        Iter { cursor: self.cursor(offset), done: false }
+    }
+}
+
+/// A forward cursor over the log that lends each record from the memory map.
+pub struct Cursor {
+    log: Log,
+    segs: Arc<Vec<Arc<Segment>>>,
+    idx: usize,
+    pos: usize,
+    next: u64,
+    positioned: bool,
+}
+
+impl std::fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor").field("next", &self.next).finish()
+    }
+}
+
+impl Cursor {
+    /// Offset of the record the next call to [`Cursor::next`] returns.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Move to `offset`.
+    pub fn seek(&mut self, offset: u64) {
+        self.next = offset;
+        self.positioned = false;
+    }
+
+    fn locate(&mut self) -> Result<()> {
+        self.segs = self.log.inner.segments.read().clone();
+        let first = self.segs.first().map_or(0, |s| s.base_offset);
+        let next = self.log.next_offset();
+        if self.next < first || self.next > next {
+            return Err(Error::OffsetOutOfRange { offset: self.next, first, next });
+        }
+        self.idx = self.segs.partition_point(|s| s.base_offset <= self.next).saturating_sub(1);
+        let seg = &self.segs[self.idx];
+        self.pos = if self.next == seg.base_offset { SEGMENT_HEADER_LEN } else { seg.find(self.next)?.1 };
+        self.positioned = true;
+        Ok(())
+    }
+
+    /// The next record, or `None` at the current end of the log.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<RecordView<'_>>> {
+        loop {
+            let mut committed = self.log.next_offset();
+            if self.next >= committed && self.log.inner.read_only {
+                self.log.refresh()?;
+                committed = self.log.next_offset();
+            }
+            if self.next >= committed {
+                return Ok(None);
+            }
+            if !self.positioned {
+                self.locate()?;
+            }
+            let seg_end = self.segs[self.idx].next_offset();
+            if self.next >= seg_end {
+                if self.idx + 1 >= self.segs.len() {
+                    self.segs = self.log.inner.segments.read().clone();
+                    self.idx = self.segs.partition_point(|s| s.base_offset < self.next).saturating_sub(1);
+                }
+                if self.idx + 1 < self.segs.len() && self.segs[self.idx + 1].base_offset == self.next {
+                    self.idx += 1;
+                    self.pos = SEGMENT_HEADER_LEN;
+                }
+                if self.next >= self.segs[self.idx].next_offset() && self.segs[self.idx].base_offset != self.next {
+                    // Segment list changed under us (retention): position afresh.
+                    self.positioned = false;
+                }
+                continue;
+            }
+            let seg = &self.segs[self.idx];
+            let (rec, next_pos) = seg.decode_at(self.pos, self.next)?;
+            self.pos = next_pos;
+            self.next += 1;
+            return Ok(Some(rec));
+        }
+    }
+}
+
+/// Iterator over copies of records, from [`Log::iter`]. Stops at the end of the log or after
+/// the first error.
+#[derive(Debug)]
+pub struct Iter {
+    cursor: Cursor,
+    done: bool,
+}
+
+impl Iterator for Iter {
+    type Item = Result<OwnedRecord>;
+    fn next(&mut self) -> Option<Result<OwnedRecord>> {
+        if self.done {
+            return None;
+        }
+        match self.cursor.next() {
+            Ok(Some(r)) => Some(Ok(r.to_owned())),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

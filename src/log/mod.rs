@@ -1,0 +1,126 @@
+//! The log: one directory of segments with a single writer and any number of readers.
+//!
+//! | file        | job                                                                  |
+//! |-------------|----------------------------------------------------------------------|
+//! | `mod.rs`    | the `Log` handle and the state it shares (`Inner`)                   |
+//! | `recovery`  | opening: discovery, validation, the recovery decision                |
+//! | `writer`    | append, roll, seal, retention                                        |
+//! | `sync`      | group commit, flush, checkpoint, background flusher, close           |
+//! | `read`      | reads by offset and time, segment facts                              |
+//! | `cursor`    | forward cursors and iterators                                        |
+//! | `follower`  | read-only handles following a writer; waiting for records           |
+//! | `verify`    | the full checksum scan                                               |
+//! | `report`    | what open found; segment facts                                       |
+//!
+//! Data flow (see `docs/architecture.md`): an appender takes the writer mutex, frames its
+//! records straight into the active segment's map, publishes the new end (segment map end,
+//! then segment offset end, then the log's next offset, each a `Release` store) and releases
+//! the mutex. Readers load the log's next offset with `Acquire` and never read past it.
+//! In `Always` mode the appender then waits for the durable offset to pass its records; the
+//! first waiter that finds no flush in progress flushes for everyone (group commit).
+
+mod cursor;
+mod follower;
+mod read;
+mod recovery;
+mod report;
+mod sync;
+mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::io::DirLock;
+use crate::options::Options;
+use crate::segment::Segment;
+
+pub use cursor::{Cursor, Iter};
+pub use report::{OpenReport, SegmentInfo};
+pub use verify::{Damage, VerifyReport};
+
+use follower::Follower;
+use sync::{CkptState, SyncState};
+use writer::Writer;
+
+/// A handle to an open log. Cheap to clone (an `Arc`), `Send + Sync`.
+///
+/// See the crate documentation for an example.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.inner.dir)
+            .field("first_offset", &self.first_offset())
+            .field("next_offset", &self.next_offset())
+            .field("read_only", &self.inner.read_only)
+            .finish()
+    }
+}
+
+struct Inner {
+    dir: PathBuf,
+    opts: Options,
+    read_only: bool,
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    next_offset: AtomicU64,
+    writer: Mutex<Option<Writer>>,
+    sync: Mutex<SyncState>,
+    sync_cv: Condvar,
+    poisoned: AtomicBool,
+    closed: AtomicBool,
+    tail_lock: Mutex<()>,
+    tail_cv: Condvar,
+    tail_waiters: AtomicUsize,
+    ckpt: Mutex<CkptState>,
+    flusher_stop: Arc<(Mutex<bool>, Condvar)>,
+    follower: Mutex<Follower>,
+    report: OpenReport,
+    lock: Mutex<Option<DirLock>>,
+}
+
+impl Log {
+    /// What opening found and did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// True if this handle cannot append (opened read-only, or recovery found damage).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+}
+
+impl Inner {
+    /// Swap in a changed copy of the segment list. Readers holding the old list keep it.
+    fn edit_segments(&self, edit: impl FnOnce(&mut Vec<Arc<Segment>>)) {
+        let mut list = self.segments.write();
+        let mut v: Vec<Arc<Segment>> = list.as_ref().clone();
+        edit(&mut v);
+        *list = Arc::new(v);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort: an explicit `close` reports errors; a drop cannot.
+        let _ = self.close();
+    }
+}

@@ -1,0 +1,80 @@
+//! Reading by offset and by time, and facts about segments.
+
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::log::report::SegmentInfo;
+use crate::log::Log;
+use crate::record::{OwnedRecord, RecordView};
+
+impl Log {
+    /// Offset of the first record still in the log.
+    pub fn first_offset(&self) -> u64 {
+        self.inner.segments.read().first().map_or(0, |s| s.base_offset)
+    }
+
+    /// Offset the next appended record will get (one past the last committed record).
+    #[inline]
+    pub fn next_offset(&self) -> u64 {
+        self.inner.next_offset.load(Ordering::Acquire)
+    }
+
+    /// True if the log holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.first_offset() == self.next_offset()
+    }
+
+    /// Read the record at `offset`, copied out.
+    pub fn read(&self, offset: u64) -> Result<OwnedRecord> {
+        self.read_with(offset, |r| r.to_owned())
+    }
+
+    /// Call `f` with the record at `offset`, borrowed from the map (no copy).
+    pub fn read_with<R>(&self, offset: u64, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R> {
+        let mut next = self.next_offset();
+        if offset >= next && self.inner.read_only {
+            self.refresh()?;
+            next = self.next_offset();
+        }
+        let segs = self.inner.segments.read().clone();
+        let first = segs.first().map_or(0, |s| s.base_offset);
+        if offset < first || offset >= next {
+            return Err(Error::OffsetOutOfRange { offset, first, next });
+        }
+        let i = segs.partition_point(|s| s.base_offset <= offset) - 1;
+        let (rec, _) = segs[i].find(offset)?;
+        Ok(f(rec))
+    }
+
+    /// The first offset whose timestamp is at or after `ts_us` (µs since the Unix epoch),
+    /// or `None` if every record is older.
+    pub fn offset_for_time(&self, ts_us: u64) -> Result<Option<u64>> {
+        let segs = self.inner.segments.read().clone();
+        let i = segs.partition_point(|s| s.next_offset() == s.base_offset || s.max_ts() < ts_us);
+        for seg in &segs[i.min(segs.len())..] {
+            if let Some(off) = seg.find_time(ts_us)? {
+                return Ok(Some(off));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Facts about every segment, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let segs = self.inner.segments.read().clone();
+        segs.iter()
+            .enumerate()
+            .map(|(i, s)| SegmentInfo {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset(),
+                bytes: s.end_pos() as u64,
+                capacity: s.map.len() as u64,
+                min_timestamp_us: s.min_ts(),
+                max_timestamp_us: s.max_ts(),
+                // Every segment but the last is full and takes no more records.
+                sealed: s.is_sealed() || i + 1 < segs.len(),
+                path: s.paths.data.clone(),
+            })
+            .collect()
+    }
+}

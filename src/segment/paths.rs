@@ -1,0 +1,30 @@
+//! A segment's file names.
+
+use std::path::{Path, PathBuf};
+
+/// File names of a segment.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentPaths {
+    pub data: PathBuf,
+    pub offset_index: PathBuf,
+    pub time_index: PathBuf,
+}
+
+impl SegmentPaths {
+    pub fn new(dir: &Path, base: u64) -> SegmentPaths {
+        SegmentPaths {
+            data: dir.join(format!("{base:020}.log")),
+            offset_index: dir.join(format!("{base:020}.index")),
+            time_index: dir.join(format!("{base:020}.timeindex")),
+        }
+    }
+}
+
+/// Parse a segment data file name (`{20 digits}.log`) into its base offset.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
