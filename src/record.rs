@@ -81,11 +81,23 @@ impl<'a> Record<'a> {
         Ok(RECORD_HEADER_LEN + body as usize)
     }
 
-    /// Encode into `dst` (exactly `frame_len` bytes) except the frame length field, which the
-    /// caller publishes last.
-    pub(crate) fn encode_into(&self, dst: &mut [u8], offset: u64, timestamp_us: u64, batch_rest: u32) {
-        let body =
-            FrameBody { key: self.key, headers: self.headers.iter().map(|h| (h.name, h.value)), payload: self.payload };
+    /// Encode into `dst` (exactly `frame_len` bytes, plus the durable mark's bytes when one is
+    /// given) except the frame length field, which the caller publishes last.
+    pub(crate) fn encode_into(
+        &self,
+        dst: &mut [u8],
+        offset: u64,
+        timestamp_us: u64,
+        batch_rest: u32,
+        durable_mark: Option<u64>,
+    ) {
+        let body = FrameBody {
+            durable_mark,
+            tombstone: false,
+            key: self.key,
+            headers: self.headers.iter().map(|h| (h.name, h.value)),
+            payload: self.payload,
+        };
         encode_frame(dst, body, offset, timestamp_us, batch_rest);
     }
 }
@@ -115,12 +127,13 @@ impl std::fmt::Debug for RecordView<'_> {
 impl<'a> RecordView<'a> {
     /// Build a view over a validated frame (`frame` is exactly `hdr.frame_len` bytes).
     pub(crate) fn from_frame(frame: &'a [u8], hdr: &FrameHeader) -> RecordView<'a> {
-        let kend = RECORD_HEADER_LEN + hdr.key_len as usize;
+        let kstart = hdr.body_at as usize;
+        let kend = kstart + hdr.key_len as usize;
         let hend = kend + hdr.headers_len as usize;
         RecordView {
             offset: hdr.offset,
             timestamp_us: hdr.timestamp_us,
-            key: hdr.has_key.then(|| &frame[RECORD_HEADER_LEN..kend]),
+            key: hdr.has_key.then(|| &frame[kstart..kend]),
             headers: &frame[kend..hend],
             payload: &frame[hend..],
         }

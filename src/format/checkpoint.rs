@@ -45,7 +45,7 @@ impl Checkpoint {
     pub fn decode(b: &[u8]) -> Option<Checkpoint> {
         if b.len() != CHECKPOINT_LEN
             || b[..8] != CHECKPOINT_MAGIC
-            || le_u32(b, CKP_VERSION_AT) != FORMAT_VERSION
+            || !(1..=FORMAT_VERSION).contains(&le_u32(b, CKP_VERSION_AT))
             || crc32fast::hash(&b[..CKP_CRC_AT]) != le_u32(b, CKP_CRC_AT)
         {
             return None;

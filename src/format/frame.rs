@@ -12,9 +12,19 @@
 //! | 24 | 4    | batch_rest   | records that follow in the same atomic batch               |
 //! | 28 | 4    | key_len      | bytes of key                                               |
 //! | 32 | 4    | headers_len  | bytes of the encoded header section                        |
-//! | 36 | 2    | flags        | bit 0: the record has a key (possibly empty)               |
+//! | 36 | 2    | flags        | bit 0: the record has a key (possibly empty); bit 1: the body starts with a durable mark; bit 2: tombstone |
 //! | 38 | 2    | reserved     | zero                                                       |
-//! | 40 | …    | body         | key, header section, payload                               |
+//! | 40 | …    | body         | [durable mark: u64], key, header section, payload          |
+//!
+//! Flags (format version 2 added bits 1 and 2; version 1 frames have only bit 0):
+//! * bit 0, `has_key`: the record has a key, possibly empty (`key_len` may then be 0).
+//! * bit 1, `durable_mark`: the body starts with 8 bytes, the offset before which every record
+//!   of the log was on stable storage when this frame was written. The writer puts one on
+//!   the first record of a batch whenever the durable point moved since its last mark, so any
+//!   valid frame proves how far the log was durable; recovery uses it to tell a torn write past
+//!   the durable point (repaired) from damage below it (reported).
+//! * bit 2, `tombstone`: the record marks the deletion of its key (used by key compaction).
+//! * other bits: must be zero.
 //!
 //! The header section is a sequence of `{ name_len: u16, name: [u8], value_len: u32,
 //! value: [u8] }` entries filling exactly `headers_len` bytes; names are UTF-8.
@@ -39,6 +49,11 @@ pub const RECORD_ALIGN: usize = 8;
 const _: () = assert!(RECORD_HEADER_LEN % RECORD_ALIGN == 0);
 
 pub(crate) const FLAG_HAS_KEY: u16 = 1;
+pub(crate) const FLAG_DURABLE_MARK: u16 = 1 << 1;
+pub(crate) const FLAG_TOMBSTONE: u16 = 1 << 2;
+const KNOWN_FLAGS: u16 = FLAG_HAS_KEY | FLAG_DURABLE_MARK | FLAG_TOMBSTONE;
+/// Bytes of the durable mark that starts the body of a frame flagged `durable_mark`.
+pub(crate) const DURABLE_MARK_LEN: usize = 8;
 
 /// The checksum of a frame of `frame_len` bytes whose bytes from [`OFFSET_AT`] on are
 /// `after_crc`: it covers the length field and everything after the checksum field.
@@ -55,6 +70,10 @@ pub(crate) fn frame_crc(frame_len: u32, after_crc: &[u8]) -> u32 {
 
 /// What a frame's body holds, for encoding.
 pub(crate) struct FrameBody<'a, H> {
+    /// The durable mark to write first in the body (see the module docs); the caller sized
+    /// the frame with [`DURABLE_MARK_LEN`] more bytes when it is `Some`.
+    pub durable_mark: Option<u64>,
+    pub tombstone: bool,
     pub key: Option<&'a [u8]>,
     /// Header entries (name, value), in order.
     pub headers: H,
@@ -77,6 +96,10 @@ pub(crate) fn encode_frame<'a, H>(
     debug_assert!(dst.len() >= RECORD_HEADER_LEN);
     let key = body.key.unwrap_or(&[]);
     let mut at = RECORD_HEADER_LEN;
+    if let Some(mark) = body.durable_mark {
+        put_u64(dst, at, mark);
+        at += DURABLE_MARK_LEN;
+    }
     dst[at..at + key.len()].copy_from_slice(key);
     at += key.len();
     let hstart = at;
@@ -97,7 +120,17 @@ pub(crate) fn encode_frame<'a, H>(
     put_u32(dst, BATCH_REST_AT, batch_rest);
     put_u32(dst, KEY_LEN_AT, key.len() as u32);
     put_u32(dst, HEADERS_LEN_AT, headers_len);
-    put_u16(dst, FLAGS_AT, if body.key.is_some() { FLAG_HAS_KEY } else { 0 });
+    let mut flags = 0;
+    if body.key.is_some() {
+        flags |= FLAG_HAS_KEY;
+    }
+    if body.durable_mark.is_some() {
+        flags |= FLAG_DURABLE_MARK;
+    }
+    if body.tombstone {
+        flags |= FLAG_TOMBSTONE;
+    }
+    put_u16(dst, FLAGS_AT, flags);
     put_u16(dst, RESERVED_AT, 0);
     let crc = frame_crc(dst.len() as u32, &dst[OFFSET_AT..]);
     put_u32(dst, CRC_AT, crc);
@@ -113,6 +146,10 @@ pub(crate) struct FrameHeader {
     pub key_len: u32,
     pub headers_len: u32,
     pub has_key: bool,
+    /// Where the key starts within the frame (after the durable mark, if any).
+    pub body_at: u32,
+    pub durable_mark: Option<u64>,
+    pub tombstone: bool,
 }
 
 /// Outcome of decoding the frame at a position.
@@ -164,18 +201,27 @@ pub(crate) fn decode_frame(buf: &[u8], pos: usize, expected_offset: Option<u64>)
     if reserved != 0 {
         return Frame::Invalid(CorruptionKind::BadField("reserved"));
     }
-    if flags & !FLAG_HAS_KEY != 0 {
+    if flags & !KNOWN_FLAGS != 0 {
         return Frame::Invalid(CorruptionKind::BadField("flags"));
     }
     let has_key = flags & FLAG_HAS_KEY != 0;
     if !has_key && key_len != 0 {
         return Frame::Invalid(CorruptionKind::BadField("key_len"));
     }
-    let body = frame_len as u64 - RECORD_HEADER_LEN as u64;
+    let mut body_at = RECORD_HEADER_LEN;
+    let mut durable_mark = None;
+    if flags & FLAG_DURABLE_MARK != 0 {
+        if frame.len() < RECORD_HEADER_LEN + DURABLE_MARK_LEN {
+            return Frame::Invalid(CorruptionKind::BadField("durable_mark"));
+        }
+        durable_mark = Some(le_u64(frame, RECORD_HEADER_LEN));
+        body_at += DURABLE_MARK_LEN;
+    }
+    let body = frame_len as u64 - body_at as u64;
     if key_len as u64 + headers_len as u64 > body {
         return Frame::Invalid(CorruptionKind::BadField("key_len/headers_len"));
     }
-    let hstart = RECORD_HEADER_LEN + key_len as usize;
+    let hstart = body_at + key_len as usize;
     if !headers_well_formed(&frame[hstart..hstart + headers_len as usize]) {
         return Frame::Invalid(CorruptionKind::BadField("headers"));
     }
@@ -187,6 +233,9 @@ pub(crate) fn decode_frame(buf: &[u8], pos: usize, expected_offset: Option<u64>)
         key_len,
         headers_len,
         has_key,
+        body_at: body_at as u32,
+        durable_mark,
+        tombstone: flags & FLAG_TOMBSTONE != 0,
     })
 }
 
@@ -231,5 +280,50 @@ mod tests {
         assert!(matches!(decode_frame(&[1, 0], 0, None), Frame::Invalid(_)));
         assert!(matches!(decode_frame(&[255; 64], 0, None), Frame::Invalid(_)));
         assert!(matches!(decode_frame(&[255; 64], 60, None), Frame::Invalid(_)));
+    }
+
+    fn encoded(mark: Option<u64>, tombstone: bool) -> Vec<u8> {
+        let (key, payload) = (&b"key"[..], &b"payload"[..]);
+        let headers = [("h", &b"v"[..])];
+        let len = RECORD_HEADER_LEN + mark.map_or(0, |_| DURABLE_MARK_LEN) + key.len() + 2 + 1 + 4 + 1 + payload.len();
+        let mut buf = vec![0u8; len];
+        let body = FrameBody { durable_mark: mark, tombstone, key: Some(key), headers: headers.into_iter(), payload };
+        encode_frame(&mut buf, body, 42, 7, 0);
+        put_u32(&mut buf, FRAME_LEN_AT, len as u32);
+        buf
+    }
+
+    #[test]
+    fn a_durable_mark_and_a_tombstone_round_trip_and_leave_the_body_intact() {
+        for (mark, tombstone) in [(None, false), (Some(41), false), (Some(0), true), (None, true)] {
+            let buf = encoded(mark, tombstone);
+            let Frame::Record(h) = decode_frame(&buf, 0, Some(42)) else { panic!("{mark:?} {tombstone}") };
+            assert_eq!((h.durable_mark, h.tombstone), (mark, tombstone));
+            let body = &buf[h.body_at as usize..];
+            assert_eq!(&body[..3], b"key");
+            assert!(body.ends_with(b"payload"));
+        }
+    }
+
+    #[test]
+    fn unknown_flag_bits_are_rejected() {
+        let mut buf = encoded(Some(1), false);
+        for bit in 3..16 {
+            let mut b = buf.clone();
+            let flags = le_u16(&b, FLAGS_AT) | (1 << bit);
+            put_u16(&mut b, FLAGS_AT, flags);
+            let crc = frame_crc(b.len() as u32, &b[OFFSET_AT..]);
+            put_u32(&mut b, CRC_AT, crc);
+            assert_eq!(decode_frame(&b, 0, None), Frame::Invalid(CorruptionKind::BadField("flags")), "bit {bit}");
+        }
+        // A mark flag on a frame too short to hold one is not read past the frame.
+        buf.truncate(RECORD_HEADER_LEN + 4);
+        let len = buf.len() as u32;
+        put_u32(&mut buf, FRAME_LEN_AT, len);
+        put_u32(&mut buf, KEY_LEN_AT, 0);
+        put_u32(&mut buf, HEADERS_LEN_AT, 0);
+        let crc = frame_crc(buf.len() as u32, &buf[OFFSET_AT..]);
+        put_u32(&mut buf, CRC_AT, crc);
+        assert_eq!(decode_frame(&buf, 0, None), Frame::Invalid(CorruptionKind::BadField("durable_mark")));
     }
 }

@@ -59,7 +59,9 @@ impl IndexHeader {
         if b.len() < INDEX_HEADER_LEN || b[..8] != magic {
             return None;
         }
-        if le_u32(b, IDX_VERSION_AT) != FORMAT_VERSION || crc32fast::hash(&b[..IDX_CRC_AT]) != le_u32(b, IDX_CRC_AT) {
+        if !(1..=FORMAT_VERSION).contains(&le_u32(b, IDX_VERSION_AT))
+            || crc32fast::hash(&b[..IDX_CRC_AT]) != le_u32(b, IDX_CRC_AT)
+        {
             return None;
         }
         let flags = le_u32(b, IDX_FLAGS_AT);

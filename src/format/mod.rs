@@ -13,8 +13,12 @@ pub(crate) use checkpoint::Checkpoint;
 pub(crate) use frame::{decode_frame, Frame, FrameHeader, RECORD_ALIGN, RECORD_HEADER_LEN};
 pub(crate) use segment_header::{SegmentHeader, SEGMENT_HEADER_LEN};
 
-/// Version written into every file header; bumped on any incompatible layout change.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version written into every file header; bumped on any incompatible layout change. Files
+/// of every earlier version keep opening (`tests/format_compat.rs`).
+///
+/// * 1: the first release.
+/// * 2: frames may carry a durable mark and a tombstone flag; segment headers carry flags.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Round `n` up to the record alignment. Callers guarantee `n` is far below `usize::MAX`
 /// (it is bounded by the segment size, at most 4 GiB).

@@ -9,11 +9,15 @@ pub(crate) const SEG_HEADER_LEN_AT: usize = SEG_VERSION_AT + 4;
 pub(crate) const SEG_BASE_AT: usize = SEG_HEADER_LEN_AT + 4;
 pub(crate) const SEG_CREATED_AT: usize = SEG_BASE_AT + 8;
 pub(crate) const SEG_CAPACITY_AT: usize = SEG_CREATED_AT + 8;
+/// Format version 2: segment flags (bit 0: offsets may have gaps). Zero in version 1 files.
+pub(crate) const SEG_FLAGS_AT: usize = SEG_CAPACITY_AT + 8;
 pub(crate) const SEG_CRC_AT: usize = 60;
+/// Segment flag: the segment's offsets may have gaps (it was rewritten by key compaction).
+pub(crate) const SEG_FLAG_SPARSE_OFFSETS: u32 = 1;
 /// Bytes of the segment header; the first record starts here.
 pub const SEGMENT_HEADER_LEN: usize = SEG_CRC_AT + 4;
 const _: () = assert!(SEGMENT_HEADER_LEN == 64);
-const _: () = assert!(SEG_CAPACITY_AT + 8 <= SEG_CRC_AT);
+const _: () = assert!(SEG_FLAGS_AT + 4 <= SEG_CRC_AT);
 const _: () = assert!(SEGMENT_HEADER_LEN % RECORD_ALIGN == 0);
 
 /// Fields of a segment header.
@@ -22,6 +26,8 @@ pub(crate) struct SegmentHeader {
     pub base_offset: u64,
     pub created_us: u64,
     pub capacity: u64,
+    /// Offsets in this segment increase but may skip values (see `SEG_FLAG_SPARSE_OFFSETS`).
+    pub sparse_offsets: bool,
 }
 
 impl SegmentHeader {
@@ -33,6 +39,7 @@ impl SegmentHeader {
         put_u64(&mut b, SEG_BASE_AT, self.base_offset);
         put_u64(&mut b, SEG_CREATED_AT, self.created_us);
         put_u64(&mut b, SEG_CAPACITY_AT, self.capacity);
+        put_u32(&mut b, SEG_FLAGS_AT, if self.sparse_offsets { SEG_FLAG_SPARSE_OFFSETS } else { 0 });
         let crc = crc32fast::hash(&b[..SEG_CRC_AT]);
         put_u32(&mut b, SEG_CRC_AT, crc);
         b
@@ -43,7 +50,7 @@ impl SegmentHeader {
             return Err((0, CorruptionKind::BadLength { len: SEGMENT_HEADER_LEN as u64, available: b.len() as u64 }));
         }
         if b[..8] != SEGMENT_MAGIC
-            || le_u32(b, SEG_VERSION_AT) != FORMAT_VERSION
+            || !(1..=FORMAT_VERSION).contains(&le_u32(b, SEG_VERSION_AT))
             || le_u32(b, SEG_HEADER_LEN_AT) != SEGMENT_HEADER_LEN as u32
         {
             return Err((0, CorruptionKind::BadMagic));
@@ -53,10 +60,15 @@ impl SegmentHeader {
         if got != expected {
             return Err((SEG_CRC_AT, CorruptionKind::ChecksumMismatch { got, expected }));
         }
+        let flags = le_u32(b, SEG_FLAGS_AT);
+        if flags & !SEG_FLAG_SPARSE_OFFSETS != 0 {
+            return Err((SEG_FLAGS_AT, CorruptionKind::BadField("segment flags")));
+        }
         Ok(SegmentHeader {
             base_offset: le_u64(b, SEG_BASE_AT),
             created_us: le_u64(b, SEG_CREATED_AT),
             capacity: le_u64(b, SEG_CAPACITY_AT),
+            sparse_offsets: flags & SEG_FLAG_SPARSE_OFFSETS != 0,
         })
     }
 }

@@ -71,6 +71,9 @@ struct Inner {
     read_only: bool,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     next_offset: AtomicU64,
+    /// Every record before this offset is on stable storage: a mirror of the sync state's
+    /// durable offset that appenders read without taking the sync lock (for durable marks).
+    durable: AtomicU64,
     writer: Mutex<Option<Writer>>,
     sync: Mutex<SyncState>,
     sync_cv: Condvar,

@@ -352,6 +352,7 @@ impl Log {
                         must_roll: false,
                         clean_mark_on_disk: as_closed,
                         unsealed: None,
+                        last_mark: 0,
                     });
                 }
                 _ => {
@@ -368,6 +369,7 @@ impl Log {
             read_only,
             segments: RwLock::new(Arc::new(segs)),
             next_offset: AtomicU64::new(next_offset),
+            durable: AtomicU64::new(next_offset),
             writer: Mutex::new(writer),
             sync: Mutex::new(SyncState { durable: next_offset, flushing: false }),
             sync_cv: Condvar::new(),

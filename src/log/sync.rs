@@ -72,6 +72,13 @@ pub(super) fn spawn_flusher(weak: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>
 }
 
 impl Inner {
+    /// Record that every record before `offset` is on stable storage (never moves back).
+    /// Caller holds the sync lock.
+    pub(super) fn advance_durable(&self, st: &mut SyncState, offset: u64) {
+        st.durable = st.durable.max(offset);
+        self.durable.fetch_max(offset, Ordering::AcqRel);
+    }
+
     /// Wait until every record before `target` is durable, flushing as the leader if no
     /// flush is in progress (group commit).
     pub(super) fn flush_to(&self, target: u64) -> Result<()> {
@@ -88,7 +95,7 @@ impl Inner {
                 let r = parking_lot::MutexGuard::unlocked(&mut st, || self.flush_once());
                 st.flushing = false;
                 match r {
-                    Ok(n) => st.durable = st.durable.max(n),
+                    Ok(n) => self.advance_durable(&mut st, n),
                     Err(e) => {
                         self.poisoned.store(true, Ordering::Release);
                         self.sync_cv.notify_all();
@@ -216,7 +223,7 @@ impl Inner {
         files.1.sync_data().at(&w.seg.paths.time_index)?;
         self.write_checkpoint(w.checkpoint(true))?;
         let mut s = self.sync.lock();
-        s.durable = s.durable.max(w.next_offset);
+        self.advance_durable(&mut s, w.next_offset);
         Ok(())
     }
 }

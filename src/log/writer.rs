@@ -7,6 +7,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::format::frame::DURABLE_MARK_LEN;
 use crate::format::{align_up, Checkpoint, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
 use crate::io::mmap::MapWriter;
@@ -35,6 +36,8 @@ pub(super) struct Writer {
     pub(super) clean_mark_on_disk: bool,
     /// With `Durability::None`, the previous segment, full but not yet sealed (see `roll`).
     pub(super) unsealed: Option<Unsealed>,
+    /// The durable mark last written into a frame (see `format::frame`).
+    pub(super) last_mark: u64,
 }
 
 impl Writer {
@@ -117,6 +120,8 @@ impl Inner {
         for r in records {
             total += align_up(r.frame_len(self.opts.max_record_bytes)?) as u64;
         }
+        // Room for a durable mark on the first record (see `format::frame`).
+        total += DURABLE_MARK_LEN as u64;
         let max_batch = MAX_SEGMENT_BYTES - SEGMENT_HEADER_LEN as u64;
         if total > max_batch {
             return Err(Error::BatchTooLarge { size: total, max: max_batch });
@@ -149,16 +154,23 @@ impl Inner {
         }
         let ts = now.max(w.last_ts);
         let first = w.next_offset;
+        // A durable mark on the first record whenever the durable point moved since the last
+        // one: any valid frame then proves how far the log was durable when it was written.
+        let durable = self.durable.load(Ordering::Acquire);
+        let mut mark = (durable > w.last_mark).then_some(durable);
+        if mark.is_some() {
+            w.last_mark = durable;
+        }
         let n = records.len();
         let mut pos = w.pos;
         let mut new_entries: Vec<IndexEntry> = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            let frame_len = r.frame_len(self.opts.max_record_bytes)?;
+            let frame_len = r.frame_len(self.opts.max_record_bytes)? + mark.map_or(0, |_| DURABLE_MARK_LEN);
             let offset = first + i as u64;
             let Some(dst) = w.mw.unpublished_mut(pos, pos + frame_len) else {
                 return Err(Error::InvalidOptions("internal: frame outside the segment".into()));
             };
-            r.encode_into(dst, offset, ts, (n - 1 - i) as u32);
+            r.encode_into(dst, offset, ts, (n - 1 - i) as u32, mark.take());
             // IMPORTANT: the length goes last, with Release, so followers in other processes
             // never see a frame before its bytes.
             w.mw.store_frame_len(pos, frame_len as u32);
@@ -244,7 +256,7 @@ impl Inner {
             last_timestamp_us: w.last_ts,
         })?;
         let mut s = self.sync.lock();
-        s.durable = s.durable.max(base);
+        self.advance_durable(&mut s, base);
         Ok(())
     }
 
@@ -311,6 +323,7 @@ impl Inner {
             must_roll: false,
             clean_mark_on_disk: false,
             unsealed: None,
+            last_mark: 0,
         })
     }
 }
