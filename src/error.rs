@@ -43,6 +43,52 @@ pub enum CorruptionKind {
     MissingData,
 }
 
+impl CorruptionKind {
+    /// A stable, machine-readable name for the kind (`"checksum_mismatch"`, ...), as the CLI
+    /// prints it in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CorruptionKind::ChecksumMismatch { .. } => "checksum_mismatch",
+            CorruptionKind::OffsetMismatch { .. } => "offset_mismatch",
+            CorruptionKind::BadLength { .. } => "bad_length",
+            CorruptionKind::BadMagic => "bad_magic",
+            CorruptionKind::BadField(_) => "bad_field",
+            CorruptionKind::IncompleteBatch => "incomplete_batch",
+            CorruptionKind::MissingData => "missing_data",
+        }
+    }
+}
+
+/// Where damaged or missing data is: a byte position in a file, or, where no file holds the
+/// data (a segment is missing), a record offset in a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// A byte position within a file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Byte position of the damaged structure within the file.
+        position: u64,
+    },
+    /// A record offset within a log.
+    Log {
+        /// The log directory.
+        dir: PathBuf,
+        /// The first offset concerned.
+        offset: u64,
+    },
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File { path, position } => write!(f, "{} at byte {position}", path.display()),
+            Location::Log { dir, offset } => write!(f, "log {} at offset {offset}", dir.display()),
+        }
+    }
+}
+
 impl std::fmt::Display for CorruptionKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -76,13 +122,11 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// Stored bytes failed validation.
-    #[error("corruption in {file:?} at byte {position}: {kind}")]
+    /// Stored bytes failed validation, or data the log vouches for is missing.
+    #[error("corruption in {location}: {kind}")]
     Corruption {
-        /// File holding the damaged bytes.
-        file: PathBuf,
-        /// Byte position of the damaged structure within the file.
-        position: u64,
+        /// Where: the file and byte position, or the log and record offset.
+        location: Location,
         /// What is wrong.
         kind: CorruptionKind,
     },
@@ -176,6 +220,10 @@ pub enum Error {
         /// The delivery attempt the caller holds.
         attempt: u32,
     },
+    /// An internal invariant of tidelog did not hold (a bug): nothing was changed by the
+    /// operation that found it.
+    #[error("internal invariant broken: {0}")]
+    Internal(&'static str),
     /// No dead letter at this offset of the group's dead-letter log is parked (it does not
     /// exist, or it was redriven already).
     #[error("no parked dead letter at dead-letter offset {dlq_offset}")]
@@ -191,7 +239,12 @@ impl Error {
     }
 
     pub(crate) fn corrupt(file: impl Into<PathBuf>, position: u64, kind: CorruptionKind) -> Error {
-        Error::Corruption { file: file.into(), position, kind }
+        Error::Corruption { location: Location::File { path: file.into(), position }, kind }
+    }
+
+    /// Records from `offset` on that the log vouches for are missing (no file holds them).
+    pub(crate) fn missing(dir: impl Into<PathBuf>, offset: u64) -> Error {
+        Error::Corruption { location: Location::Log { dir: dir.into(), offset }, kind: CorruptionKind::MissingData }
     }
 
     /// True if this error reports damaged stored bytes.

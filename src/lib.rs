@@ -59,7 +59,7 @@ pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
     GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES,
 };
-pub use crate::error::{CorruptionKind, Error, Result};
+pub use crate::error::{CorruptionKind, Error, Location, Result};
 pub use crate::format::frame::RECORD_HEADER_LEN;
 pub use crate::format::segment_header::SEGMENT_HEADER_LEN;
 pub use crate::format::FORMAT_VERSION;

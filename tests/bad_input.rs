@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{child_test, segment_files};
-use tidelog::{CorruptionKind, Durability, Error, Header, Log, Options, Record, RecoveryMode, MAX_SEGMENT_BYTES};
+use tidelog::{
+    CorruptionKind, Durability, Error, Header, Location, Log, Options, Record, RecoveryMode, MAX_SEGMENT_BYTES,
+};
 
 fn opts() -> Options {
     Options::default().segment_bytes(64 * 1024).index_interval_bytes(512)
@@ -323,8 +325,13 @@ fn unreadable_segment_files_get_typed_errors() {
                     // Opening a directory read-only succeeds; its size (small on tmpfs) or
                     // the read then fails.
                     (BadFile::Directory, Error::Corruption { kind: CorruptionKind::BadLength { .. }, .. }) => {}
-                    (BadFile::GarbageHeader, Error::Corruption { kind: CorruptionKind::BadMagic, position: 0, .. }) => {
-                    }
+                    (
+                        BadFile::GarbageHeader,
+                        Error::Corruption {
+                            kind: CorruptionKind::BadMagic,
+                            location: Location::File { position: 0, .. },
+                        },
+                    ) => {}
                     (
                         BadFile::Empty | BadFile::ShorterThanHeader,
                         Error::Corruption { kind: CorruptionKind::BadLength { .. }, .. },
@@ -334,7 +341,7 @@ fn unreadable_segment_files_get_typed_errors() {
                     (BadFile::WrongBaseOffset, Error::Corruption { .. }) => {}
                     _ => panic!("{ctx}: {mode}: unexpected error {err:?}"),
                 }
-                if let Error::Corruption { file, .. } = &err {
+                if let Error::Corruption { location: Location::File { path: file, .. }, .. } = &err {
                     assert!(file.starts_with(&dir), "{ctx}: {mode}: {err}");
                 }
             }

@@ -7,7 +7,7 @@ mod consumer_support;
 use std::time::Duration;
 
 use consumer_support::{open_store, poll_n, publish_n, quick_group};
-use tidelog::{Error, Log, Options};
+use tidelog::{Error, Location, Log, Options};
 
 fn state_segments(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("groups/t/g/state"))
@@ -95,7 +95,7 @@ fn a_damaged_snapshot_is_reported_not_reset() {
     let store = open_store(tmp.path());
     let err = store.topic("t").unwrap().group("g", quick_group()).unwrap_err();
     match err {
-        Error::Corruption { file, .. } => assert_eq!(file, snap),
+        Error::Corruption { location: Location::File { path: file, .. }, .. } => assert_eq!(file, snap),
         other => panic!("expected corruption, got {other:?}"),
     }
     // A truncated one too.

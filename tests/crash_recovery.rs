@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{append, assert_same, copy_of, le_u64, parse_frames, segment_files, FrameAt, Rng, Want, HEADER_LEN};
-use tidelog::{CorruptionKind, Error, Log, Options, Record, RecordView, RecoveryMode};
+use tidelog::{CorruptionKind, Error, Location, Log, Options, Record, RecordView, RecoveryMode};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 
@@ -219,7 +219,10 @@ fn truncation_case(b: &Built, p: u64) -> Outcome {
         return Outcome::TornTail;
     }
     let missing = |r: tidelog::Result<Log>, mode: &str| match r {
-        Err(Error::Corruption { file, position, kind: CorruptionKind::MissingData }) => {
+        Err(Error::Corruption {
+            location: Location::File { path: file, position },
+            kind: CorruptionKind::MissingData,
+        }) => {
             assert_eq!((file, position), (active.clone(), p), "{ctx}: {mode}");
         }
         other => panic!("{ctx}: {mode}: a file cut below the durable point gave {other:?}"),
@@ -278,7 +281,7 @@ fn flip_case(b: &Built, p: u64, bit: u32) -> Outcome {
         Some(f) if f.pos < b.trusted_pos => {
             let log = match Log::open(&dir, opts()) {
                 Ok(log) => log,
-                Err(Error::Corruption { file, position, .. }) => {
+                Err(Error::Corruption { location: Location::File { path: file, position }, .. }) => {
                     assert_eq!(file, active, "{ctx}");
                     assert_eq!(position, f.pos, "{ctx}");
                     return Outcome::CheckedAtOpen;
@@ -291,14 +294,14 @@ fn flip_case(b: &Built, p: u64, bit: u32) -> Outcome {
                 assert_view(&c.next().unwrap().unwrap(), o, &b.wants[o as usize], &ctx);
             }
             match c.next() {
-                Err(Error::Corruption { file, position, .. }) => {
+                Err(Error::Corruption { location: Location::File { path: file, position }, .. }) => {
                     assert_eq!(file, active, "{ctx}");
                     assert_eq!(position, f.pos, "{ctx}");
                 }
                 other => panic!("{ctx}: cursor over the damaged record gave {other:?}"),
             }
             match log.read(f.offset) {
-                Err(Error::Corruption { file, position, .. }) => {
+                Err(Error::Corruption { location: Location::File { path: file, position }, .. }) => {
                     assert_eq!(file, active, "{ctx}");
                     assert_eq!(position, f.pos, "{ctx}");
                 }
@@ -326,7 +329,7 @@ fn flip_case(b: &Built, p: u64, bit: u32) -> Outcome {
                     check_recovered(log, &dir, &b.wants, f.batch_start_off, &ctx);
                     Outcome::TornTail
                 }
-                Err(Error::Corruption { file, position, kind }) => {
+                Err(Error::Corruption { location: Location::File { path: file, position }, kind }) => {
                     assert!(followed, "{ctx}: a torn tail was reported as damage ({kind})");
                     assert_eq!(file, active, "{ctx}");
                     assert!(position >= f.batch_start_pos && position <= p, "{ctx}: reported at {position}");
@@ -479,7 +482,10 @@ fn damage_in_a_sealed_segment_is_located_and_never_read() {
     assert!(v.damage[0].position >= f.batch_start_pos && v.damage[0].position <= p, "{:?}", v.damage[0]);
     assert!(matches!(v.damage[0].kind, CorruptionKind::ChecksumMismatch { .. }), "{:?}", v.damage[0]);
     match log.read(f.offset) {
-        Err(Error::Corruption { file, position, kind: CorruptionKind::ChecksumMismatch { .. } }) => {
+        Err(Error::Corruption {
+            location: Location::File { path: file, position },
+            kind: CorruptionKind::ChecksumMismatch { .. },
+        }) => {
             assert_eq!(file, seg);
             assert_eq!(position, f.pos);
         }
@@ -504,7 +510,7 @@ fn damage_in_a_sealed_segment_is_located_and_never_read() {
     // Without the sealed index, open rescans the segment and meets the damage.
     fs::remove_file(seg.with_extension("index")).unwrap();
     match Log::open(&dir, opts()) {
-        Err(Error::Corruption { file, position, .. }) => {
+        Err(Error::Corruption { location: Location::File { path: file, position }, .. }) => {
             assert_eq!(file, seg);
             assert!(position >= f.batch_start_pos && position <= p, "{position}");
         }
@@ -769,7 +775,7 @@ fn stale_frame_at_the_wrong_position_is_rejected() {
     let (_t, dir) = copy_of(&src);
     copy_frame(&dir.join(name), k, m.pos);
     match Log::open(&dir, opts()) {
-        Err(Error::Corruption { file, position, kind }) => {
+        Err(Error::Corruption { location: Location::File { path: file, position }, kind }) => {
             assert_eq!(file, dir.join(name));
             assert_eq!(position, m.pos);
             assert_eq!(kind, CorruptionKind::OffsetMismatch { got: k.offset, expected: m.offset });
@@ -787,7 +793,10 @@ fn stale_frame_at_the_wrong_position_is_rejected() {
     copy_frame(&dir.join(name), k, m.pos);
     let log = Log::open(&dir, opts()).unwrap();
     match log.read(m.offset) {
-        Err(Error::Corruption { position, kind: CorruptionKind::OffsetMismatch { got, expected }, .. }) => {
+        Err(Error::Corruption {
+            location: Location::File { position, .. },
+            kind: CorruptionKind::OffsetMismatch { got, expected },
+        }) => {
             assert_eq!((position, got, expected), (m.pos, k.offset, m.offset));
         }
         other => panic!("read of the stale frame gave {other:?}"),
@@ -818,7 +827,10 @@ fn stale_frame_at_the_wrong_position_is_rejected() {
     fs::write(&segs[0], b).unwrap();
     let log = Log::open(&dir, opts()).unwrap();
     match log.read(victim.offset) {
-        Err(Error::Corruption { file, kind: CorruptionKind::OffsetMismatch { got, expected }, .. }) => {
+        Err(Error::Corruption {
+            location: Location::File { path: file, .. },
+            kind: CorruptionKind::OffsetMismatch { got, expected },
+        }) => {
             assert_eq!(file, segs[0]);
             assert_eq!((got, expected), (donor.offset, victim.offset));
         }

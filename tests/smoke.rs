@@ -85,7 +85,9 @@ fn smoke_torn_tail_and_mid_damage() {
     bytes[64 + 50 * 48 + 42] ^= 1;
     std::fs::write(&seg2, &bytes).unwrap();
     match Log::open(&img2, opts.clone()) {
-        Err(Error::Corruption { position, .. }) => assert_eq!(position, (64 + 50 * 48) as u64),
+        Err(Error::Corruption { location: Location::File { position, .. }, .. }) => {
+            assert_eq!(position, (64 + 50 * 48) as u64)
+        }
         other => panic!("expected corruption, got {other:?}"),
     }
     let ro = Log::open(&img2, opts.recovery(RecoveryMode::ReadOnlyUpToDamage)).unwrap();
@@ -152,7 +154,7 @@ fn checkpoint_newer_than_its_segment_is_reported_not_trusted() {
     bytes[from..from + 3 * 48].fill(0);
     std::fs::write(&seg, &bytes).unwrap();
     match Log::open(&dir, opts.clone()) {
-        Err(Error::Corruption { position, kind: CorruptionKind::MissingData, .. }) => {
+        Err(Error::Corruption { location: Location::File { position, .. }, kind: CorruptionKind::MissingData }) => {
             assert_eq!(position, from as u64)
         }
         other => panic!("expected missing data, got {other:?}"),

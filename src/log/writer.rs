@@ -168,7 +168,7 @@ impl Inner {
             let frame_len = r.frame_len(self.opts.max_record_bytes)? + mark.map_or(0, |_| DURABLE_MARK_LEN);
             let offset = first + i as u64;
             let Some(dst) = w.mw.unpublished_mut(pos, pos + frame_len) else {
-                return Err(Error::InvalidOptions("internal: frame outside the segment".into()));
+                return Err(Error::Internal("a frame would lie outside the active segment"));
             };
             r.encode_into(dst, offset, ts, (n - 1 - i) as u32, mark.take());
             // IMPORTANT: the length goes last, with Release, so followers in other processes

@@ -77,7 +77,11 @@ impl CliError {
             "message": self.to_string(),
             "exit_code": self.exit_code(),
         });
-        if let CliError::Log { error: tidelog::Error::Corruption { file, position, kind }, .. } = self {
+        if let CliError::Log {
+            error: tidelog::Error::Corruption { location: tidelog::Location::File { path: file, position }, kind },
+            ..
+        } = self
+        {
             v["file"] = serde_json::json!(file.display().to_string());
             v["position"] = serde_json::json!(position);
             v["detail"] = serde_json::json!(kind.to_string());
@@ -114,7 +118,7 @@ impl fmt::Display for CliError {
                 match error {
                     // Spelled out rather than `Display` so that paths print without quotes
                     // and the hint says what the directory should hold.
-                    tidelog::Error::Corruption { file, position, kind } => {
+                    tidelog::Error::Corruption { location: tidelog::Location::File { path: file, position }, kind } => {
                         write!(f, "corruption in {} at byte {position}: {kind}", file.display())
                     }
                     tidelog::Error::NotFound { path } => write!(
