@@ -242,11 +242,6 @@ impl Error {
         Error::Corruption { location: Location::File { path: file.into(), position }, kind }
     }
 
-    /// Records from `offset` on that the log vouches for are missing (no file holds them).
-    pub(crate) fn missing(dir: impl Into<PathBuf>, offset: u64) -> Error {
-        Error::Corruption { location: Location::Log { dir: dir.into(), offset }, kind: CorruptionKind::MissingData }
-    }
-
     /// True if this error reports damaged stored bytes.
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corruption { .. })

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{append, assert_same, copy_of, le_u64, parse_frames, segment_files, FrameAt, Rng, Want, HEADER_LEN};
-use tidelog::{CorruptionKind, Error, Location, Log, Options, Record, RecordView, RecoveryMode};
+use tidelog::{CorruptionKind, Durability, Error, Location, Log, Options, Record, RecordView, RecoveryMode};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 
@@ -78,6 +78,9 @@ enum Shutdown {
     Unclean,
     /// Leaked after a flush wrote a checkpoint in the middle of the swept tail.
     UncleanMidCheckpoint,
+    /// Leaked, every append flushed (`Durability::Always`): each batch after the first carries
+    /// a durable mark vouching for the records before it.
+    UncleanDurable,
 }
 
 /// A pristine log image and everything known about it.
@@ -103,7 +106,8 @@ const TAIL_RECORDS: usize = 7;
 fn build(shutdown: Shutdown) -> Built {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let log = Log::open(&dir, opts()).unwrap();
+    let durability = if shutdown == Shutdown::UncleanDurable { Durability::Always } else { Durability::None };
+    let log = Log::open(&dir, opts().durability(durability)).unwrap();
     let mut wants: Vec<Want> = Vec::new();
     let mut step = 0u64;
     // Two sealed segments and a non-trivial active one.
@@ -128,7 +132,7 @@ fn build(shutdown: Shutdown) -> Built {
     }
     match shutdown {
         Shutdown::Clean => log.close().unwrap(),
-        Shutdown::Unclean | Shutdown::UncleanMidCheckpoint => std::mem::forget(log),
+        Shutdown::Unclean | Shutdown::UncleanMidCheckpoint | Shutdown::UncleanDurable => std::mem::forget(log),
     }
     let active_path = segment_files(&dir).pop().unwrap();
     let frames = parse_frames(&fs::read(&active_path).unwrap());
@@ -144,6 +148,8 @@ fn build(shutdown: Shutdown) -> Built {
             let tail = &frames[frames.len() - TAIL_RECORDS..];
             assert!(trusted_pos > tail[0].pos && trusted_pos < tail[TAIL_RECORDS - 1].pos, "checkpoint mid-tail");
         }
+        // A flush writes a checkpoint once a second at most: it may land anywhere.
+        Shutdown::UncleanDurable => {}
     }
     let active = PathBuf::from(active_path.file_name().unwrap());
     Built { _tmp: tmp, dir, wants, active, frames, trusted_pos, mid_checkpoint }
@@ -322,15 +328,18 @@ fn flip_case(b: &Built, p: u64, bit: u32) -> Outcome {
             Outcome::Trusted
         }
         Some(f) => {
-            let followed = b.frames.iter().any(|g| g.pos > f.pos);
+            // Past the checkpoint, only a later frame's durable mark proves that the damaged
+            // record had been made durable; without one, the damage lies past the durable
+            // point and is a torn write (whatever valid records follow it).
+            let proven = b.frames.iter().any(|g| g.offset > f.offset && g.durable_mark.is_some_and(|m| m > f.offset));
             match Log::open(&dir, opts()) {
                 Ok(log) => {
-                    assert!(!followed, "{ctx}: damage followed by valid records was accepted as a torn tail");
+                    assert!(!proven, "{ctx}: damage to records proven durable was accepted as a torn tail");
                     check_recovered(log, &dir, &b.wants, f.batch_start_off, &ctx);
                     Outcome::TornTail
                 }
                 Err(Error::Corruption { location: Location::File { path: file, position }, kind }) => {
-                    assert!(followed, "{ctx}: a torn tail was reported as damage ({kind})");
+                    assert!(proven, "{ctx}: a torn tail past the durable point was reported as damage ({kind})");
                     assert_eq!(file, active, "{ctx}");
                     assert!(position >= f.batch_start_pos && position <= p, "{ctx}: reported at {position}");
                     let ro = Log::open(&dir, opts().recovery(RecoveryMode::ReadOnlyUpToDamage))
@@ -400,22 +409,34 @@ fn bit_flip_at_every_byte_of_the_tail_after_clean_close() {
     assert_eq!(seen, [Outcome::Undamaged, Outcome::Trusted, Outcome::CheckedAtOpen].into());
 }
 
-/// A bit flip in any byte of the last records after a crash: the last record damaged is a torn
-/// tail; any other is damage, reported with its location, and readable up to it read-only.
+/// A bit flip in any byte of the last records after a crash in which nothing was made durable:
+/// every damaged record lies past the durable point, so each is a torn write (a power loss
+/// that keeps a later page but not an earlier one looks just like this), cut with everything
+/// after it, and the default mode opens.
+///
+/// Regression: damage followed by valid records used to fail the open even when none of them
+/// had ever been made durable, so after such a power loss the user needed `Salvage`.
 #[test]
 fn bit_flip_at_every_byte_of_the_tail_after_crash() {
     let seen = sweep_flips(Shutdown::Unclean);
-    assert_eq!(seen, [Outcome::Undamaged, Outcome::TornTail, Outcome::Damage].into());
+    assert_eq!(seen, [Outcome::Undamaged, Outcome::TornTail].into());
 }
 
-/// Bit flips on both sides of a mid-tail checkpoint.
+/// Bit flips on both sides of a mid-tail checkpoint: before it, found at open or by reads;
+/// after it, nothing proves the records durable, so a torn tail.
 #[test]
 fn bit_flip_at_every_byte_of_the_tail_around_a_checkpoint() {
     let seen = sweep_flips(Shutdown::UncleanMidCheckpoint);
-    assert_eq!(
-        seen,
-        [Outcome::Undamaged, Outcome::Trusted, Outcome::CheckedAtOpen, Outcome::TornTail, Outcome::Damage].into()
-    );
+    assert_eq!(seen, [Outcome::Undamaged, Outcome::Trusted, Outcome::CheckedAtOpen, Outcome::TornTail].into());
+}
+
+/// Every append flushed: a later frame's durable mark proves each damaged record durable, so
+/// the damage is reported, located, and readable up to read-only; only the last batch, which
+/// no later frame vouches for, is a torn tail.
+#[test]
+fn bit_flip_at_every_byte_of_the_tail_after_durable_appends() {
+    let seen = sweep_flips(Shutdown::UncleanDurable);
+    assert!(seen.contains(&Outcome::Damage) && seen.contains(&Outcome::TornTail), "{seen:?}");
 }
 
 // ---- batches -----------------------------------------------------------------------------
@@ -735,9 +756,11 @@ fn garbled_index_entries_never_change_a_read() {
 
 // ---- stale frames ------------------------------------------------------------------------
 
-/// A log of identical-size records, so a frame can be copied over another.
+/// A log of identical-size records, so a frame can be copied over another. Every append is
+/// flushed (`Durability::Always`), so each frame carries the durable mark that proves the
+/// records before it durable: damage among them is damage, not a torn write.
 fn build_uniform(dir: &Path) -> (Vec<Want>, PathBuf, Vec<FrameAt>) {
-    let log = Log::open(dir, opts()).unwrap();
+    let log = Log::open(dir, opts().durability(Durability::Always)).unwrap();
     let wants: Vec<Want> =
         (0..900u64).map(|i| Want { key: None, headers: Vec::new(), payload: vec![i as u8; 100] }).collect();
     for w in &wants {
@@ -763,7 +786,7 @@ fn copy_frame(file: &Path, from: FrameAt, to_pos: u64) {
 /// never becomes a record.
 #[test]
 fn stale_frame_at_the_wrong_position_is_rejected() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::scratch_dir();
     let src = tmp.path().join("log");
     let (wants, active, frames) = build_uniform(&src);
     let n = wants.len() as u64;

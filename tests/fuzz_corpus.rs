@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use common::{parse_frames, Rng};
 use fuzz_inputs::{FLAG_CUT_FILE, FLAG_NO_CHECKPOINT, FLAG_NO_INDEX, FLAG_SEALED, FLAG_UNALIGNED};
-use tidelog::{Header, Log, Options, Record};
+use tidelog::{Durability, Header, Log, Options, Record};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -67,7 +67,8 @@ fn replay_corpus_through_both_targets() {
 }
 
 /// The seeds are what their names say: valid frames decode, damaged ones do not, a log body
-/// of valid frames opens with its records, damage followed by valid records fails the open.
+/// of valid frames opens with its records, damage followed by valid records that prove it
+/// durable fails the open.
 /// If the format changes, this fails and the seeds must be regenerated (see `fuzz/README.md`).
 #[test]
 fn seed_corpus_covers_valid_and_damaged_inputs() {
@@ -75,7 +76,13 @@ fn seed_corpus_covers_valid_and_damaged_inputs() {
     let find = |name: &str| &seeds.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("seed {name}")).1;
     assert!(fuzz_inputs::decode_record(find("valid-records")).is_some());
     assert!(fuzz_inputs::decode_record(find("valid-records-decode-second")).is_some());
-    for bad in ["crafted-reserved", "crafted-flags", "crafted-key-len-without-key", "crafted-lengths-overflow"] {
+    for bad in [
+        "crafted-reserved",
+        "crafted-flags",
+        "crafted-mark-too-short",
+        "crafted-key-len-without-key",
+        "crafted-lengths-overflow",
+    ] {
         assert!(fuzz_inputs::decode_record(find(bad)).is_none(), "{bad}");
         assert!(tidelog::decode_record(&find(bad)[2..], 0).is_err(), "{bad}: a valid checksum over bad fields");
     }
@@ -177,7 +184,10 @@ fn write_seed_corpus() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let log = Log::open(&dir, Options::default().segment_bytes(fuzz_inputs::SEGMENT_BYTES)).unwrap();
+    // Every append flushed: frames after the first carry durable marks, so damage before a
+    // later frame is provably damage to durable records (the `bit-flip-then-valid` seed).
+    let opts = Options::default().segment_bytes(fuzz_inputs::SEGMENT_BYTES).durability(Durability::Always);
+    let log = Log::open(&dir, opts).unwrap();
     let h = [Header { name: "type", value: b"deposit" }, Header { name: "v", value: b"" }];
     log.append(Record::new(b"first").key(b"acct-7").headers(&h)).unwrap();
     log.append(Record::new(b"")).unwrap();
@@ -217,7 +227,9 @@ fn write_seed_corpus() {
     // Valid checksums over invalid fields: only the field checks can reject these.
     out.push(("crafted-valid", seed(0, 0, &craft_frame(0, 1, 0, 1, 0, b"kpayload"))));
     out.push(("crafted-reserved", seed(0, 0, &craft_frame(0, 0, 0, 0, 1, b"payload"))));
-    out.push(("crafted-flags", seed(0, 0, &craft_frame(0, 0, 0, 2, 0, b"payload"))));
+    out.push(("crafted-flags", seed(0, 0, &craft_frame(0, 0, 0, 8, 0, b"payload"))));
+    // The durable-mark flag on a frame too short to hold the mark.
+    out.push(("crafted-mark-too-short", seed(0, 0, &craft_frame(0, 0, 0, 2, 0, b"mark"))));
     out.push(("crafted-key-len-without-key", seed(0, 0, &craft_frame(0, 3, 0, 0, 0, b"payload"))));
     out.push(("crafted-lengths-overflow", seed(0, 0, &craft_frame(0, u32::MAX, 9, 1, 0, b"payload"))));
     // A header entry: name_len 2, name bytes not UTF-8, value_len 1, value.

@@ -1,4 +1,10 @@
+//! Smoke tests: append, reopen, read; torn tails and damage; salvage; time lookups.
+
+mod common;
+
+use common::copy_dir;
 use tidelog::*;
+
 #[test]
 fn smoke_append_reopen_read() {
     let tmp = tempfile::tempdir().unwrap();
@@ -37,27 +43,34 @@ fn smoke_append_reopen_read() {
     assert!(log.verify(|_| {}).damage.is_empty());
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// A log of 100 records `p0000`..`p0099`, one 48-byte frame each (40 header + 5 payload,
 /// aligned to 8), in one 1 MiB segment: record `i` starts at byte `64 + 48 * i`.
 fn hundred_records() -> (tempfile::TempDir, std::path::PathBuf, Options, Log) {
+    hundred_records_with(Durability::None)
+}
+
+fn hundred_records_with(durability: Durability) -> (tempfile::TempDir, std::path::PathBuf, Options, Log) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
-    let opts = Options::default().segment_bytes(1 << 20);
+    let opts = Options::default().segment_bytes(1 << 20).durability(durability);
     let log = Log::open(&dir, opts.clone()).unwrap();
     for i in 0..100u64 {
         log.append(Record::new(format!("p{i:04}").as_bytes())).unwrap();
     }
     (tmp, dir, opts, log)
+}
+
+/// The byte position of record `offset` in the first segment of the log copied at `dir`.
+fn frame_pos(dir: &std::path::Path, offset: u64) -> usize {
+    let bytes = std::fs::read(dir.join(format!("{:020}.log", 0))).unwrap();
+    common::parse_frames(&bytes).iter().find(|f| f.offset == offset).unwrap().pos as usize
+}
+
+fn flip(dir: &std::path::Path, at: usize) {
+    let seg = dir.join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[at] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
 }
 
 #[test]
@@ -66,27 +79,36 @@ fn smoke_torn_tail_and_mid_damage() {
     // Image of a killed process: the page cache as it is, no close.
     let img = tmp.path().join("img");
     copy_dir(&dir, &img);
-    let seg = img.join(format!("{:020}.log", 0));
-    let mut bytes = std::fs::read(&seg).unwrap();
     // Each frame: 40 header + 5 payload = 45 -> 48 aligned. Record 99 at 64 + 99*48.
-    let last = 64 + 99 * 48;
-    bytes[last + 20] ^= 1;
-    std::fs::write(&seg, &bytes).unwrap();
+    flip(&img, 64 + 99 * 48 + 20);
     let l2 = Log::open(&img, opts.clone()).unwrap();
     assert_eq!(l2.next_offset(), 99, "{:?}", l2.open_report());
     assert!(l2.open_report().torn_bytes_zeroed > 0);
     assert_eq!(l2.append(Record::new(b"again")).unwrap(), 99);
     drop(l2);
-    // Damage followed by valid records is reported, not cut away.
+    // Nothing here was ever made durable: damage in the middle, with valid records after it,
+    // lies past the durable point. A power loss that keeps a later page but not an earlier one
+    // looks exactly like this, so it is a torn tail: cut, and the log goes on.
+    let img1 = tmp.path().join("img1");
+    copy_dir(&dir, &img1);
+    flip(&img1, 64 + 50 * 48 + 42);
+    let l1 = Log::open(&img1, opts.clone()).unwrap();
+    assert_eq!(l1.next_offset(), 50, "{:?}", l1.open_report());
+    assert!(l1.open_report().torn_bytes_zeroed > 0);
+    assert_eq!(l1.read(49).unwrap().payload, b"p0049");
+    drop(l1);
+    log.close().unwrap();
+
+    // Damage followed by valid records that prove it was durable (each append here was
+    // flushed, and the next frame carries the durable mark) is reported, not cut away.
+    let (tmp, dir, opts, log) = hundred_records_with(Durability::Always);
     let img2 = tmp.path().join("img2");
     copy_dir(&dir, &img2);
-    let seg2 = img2.join(format!("{:020}.log", 0));
-    let mut bytes = std::fs::read(&seg2).unwrap();
-    bytes[64 + 50 * 48 + 42] ^= 1;
-    std::fs::write(&seg2, &bytes).unwrap();
+    let at = frame_pos(&img2, 50);
+    flip(&img2, at + 42);
     match Log::open(&img2, opts.clone()) {
         Err(Error::Corruption { location: Location::File { position, .. }, .. }) => {
-            assert_eq!(position, (64 + 50 * 48) as u64)
+            assert_eq!(position, at as u64)
         }
         other => panic!("expected corruption, got {other:?}"),
     }
@@ -103,14 +125,11 @@ fn smoke_torn_tail_and_mid_damage() {
 /// bytes cut away (valid later records among them) are kept in a file beside the log.
 #[test]
 fn salvage_cuts_at_damage_keeps_the_cut_bytes_and_appends_continue() {
-    let (tmp, dir, opts, log) = hundred_records();
-    // Damage followed by valid records.
+    let (tmp, dir, opts, log) = hundred_records_with(Durability::Always);
+    // Damage to durable records, followed by valid records.
     let img = tmp.path().join("img");
     copy_dir(&dir, &img);
-    let seg = img.join(format!("{:020}.log", 0));
-    let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[64 + 50 * 48 + 42] ^= 1;
-    std::fs::write(&seg, &bytes).unwrap();
+    flip(&img, frame_pos(&img, 50) + 42);
     let salvage = opts.clone().recovery(RecoveryMode::Salvage);
     let l = Log::open(&img, salvage.clone()).unwrap();
     assert!(!l.is_read_only());
@@ -131,8 +150,9 @@ fn salvage_cuts_at_damage_keeps_the_cut_bytes_and_appends_continue() {
     let img2 = tmp.path().join("img2");
     copy_dir(&dir, &img2);
     let seg2 = img2.join(format!("{:020}.log", 0));
+    let cut = frame_pos(&img2, 80) + 20;
     let f = std::fs::OpenOptions::new().write(true).open(&seg2).unwrap();
-    f.set_len((64 + 80 * 48 + 20) as u64).unwrap();
+    f.set_len(cut as u64).unwrap();
     drop(f);
     assert!(matches!(Log::open(&img2, opts.clone()), Err(Error::Corruption { .. })));
     let l = Log::open(&img2, salvage).unwrap();

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::error::Location;
+
 /// What opening found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -20,6 +22,12 @@ pub struct OpenReport {
     /// With `RecoveryMode::Salvage`: the file beside the log holding the bytes that were cut
     /// away from the damaged segment (from the damaged batch to the last non-zero byte).
     pub salvaged: Option<PathBuf>,
+    /// Records the checkpoint vouches for that no file holds (segments missing), when the log
+    /// opened anyway: the log and the first offset missing.
+    pub missing: Option<Location>,
+    /// The checkpoint file was present but unreadable (not a valid checkpoint): the whole
+    /// active segment was validated instead.
+    pub checkpoint_unreadable: bool,
 }
 
 /// Facts about one segment, for inspection tools.

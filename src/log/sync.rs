@@ -24,10 +24,24 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct SyncState {
     pub(super) durable: u64,
     pub(super) flushing: bool,
+    /// The point the last successful flush made durable, for the checkpoint `sync` writes.
+    pub(super) flushed: Option<Checkpoint>,
+}
+
+impl SyncState {
+    /// Remember a point made durable, keeping the furthest.
+    pub(super) fn note_flushed(&mut self, p: Checkpoint) {
+        if self.flushed.is_none_or(|f| (f.segment_base, f.position) <= (p.segment_base, p.position)) {
+            self.flushed = Some(p);
+        }
+    }
 }
 
 pub(super) struct CkptState {
     pub(super) last: (u64, u64),
+    /// Whether `last` was written by this handle, and whether it carried the clean mark.
+    pub(super) written: bool,
+    pub(super) last_clean: bool,
     pub(super) at: Instant,
 }
 
@@ -37,7 +51,11 @@ impl Log {
         if self.inner.read_only {
             return Ok(());
         }
-        self.inner.flush_to(self.next_offset())
+        self.inner.flush_to(self.next_offset())?;
+        // IMPORTANT: make the checkpoint vouch for what is now durable. Without it, damage to
+        // these records (a file cut short, zeroed bytes) would look like a torn write past the
+        // durable point and be cut away silently at the next open.
+        self.inner.checkpoint_flushed()
     }
 
     /// Flush, persist indexes, write a clean-shutdown checkpoint and release the writer lock's
@@ -95,7 +113,12 @@ impl Inner {
                 let r = parking_lot::MutexGuard::unlocked(&mut st, || self.flush_once());
                 st.flushing = false;
                 match r {
-                    Ok(n) => self.advance_durable(&mut st, n),
+                    Ok((n, point)) => {
+                        self.advance_durable(&mut st, n);
+                        if let Some(p) = point {
+                            st.note_flushed(p);
+                        }
+                    }
                     Err(e) => {
                         self.poisoned.store(true, Ordering::Release);
                         self.sync_cv.notify_all();
@@ -109,12 +132,13 @@ impl Inner {
         }
     }
 
-    /// Flush everything written so far; returns the offset durable afterwards.
-    pub(super) fn flush_once(&self) -> Result<u64> {
+    /// Flush everything written so far; returns the offset durable afterwards and the point
+    /// (segment, position) the flush made durable.
+    pub(super) fn flush_once(&self) -> Result<(u64, Option<Checkpoint>)> {
         let snapshot = {
             let mut g = self.writer.lock();
             let Some(w) = g.as_mut() else {
-                return Ok(self.next_offset.load(Ordering::Acquire));
+                return Ok((self.next_offset.load(Ordering::Acquire), None));
             };
             if let Some(u) = w.unsealed.take() {
                 if let Err(e) = self.seal(&u) {
@@ -130,18 +154,29 @@ impl Inner {
         };
         let (seg, from, to, next, last_ts, files) = snapshot;
         seg.map.flush_range(from, to).at(&seg.paths.data)?;
+        let point = Checkpoint {
+            clean: false,
+            segment_base: seg.base_offset,
+            position: to as u64,
+            next_offset: next,
+            last_timestamp_us: last_ts,
+        };
         if let Some(files) = files {
             files.0.sync_data().at(&seg.paths.offset_index)?;
             files.1.sync_data().at(&seg.paths.time_index)?;
-            self.write_checkpoint(Checkpoint {
-                clean: false,
-                segment_base: seg.base_offset,
-                position: to as u64,
-                next_offset: next,
-                last_timestamp_us: last_ts,
-            })?;
+            self.write_checkpoint(point)?;
         }
-        Ok(next)
+        Ok((next, Some(point)))
+    }
+
+    /// Write a checkpoint at the point the last successful flush made durable, unless one is
+    /// there already.
+    pub(super) fn checkpoint_flushed(&self) -> Result<()> {
+        let point = self.sync.lock().flushed;
+        match point {
+            Some(p) => self.write_checkpoint(p),
+            None => Ok(()),
+        }
     }
 
     /// Write index entries not yet in the active index files. Caller holds the writer lock.
@@ -169,11 +204,15 @@ impl Inner {
     pub(super) fn write_checkpoint(&self, c: Checkpoint) -> Result<()> {
         let mut cs = self.ckpt.lock();
         let key = (c.segment_base, c.position);
-        if key < cs.last && !c.clean {
+        // Never move backwards; a non-clean checkpoint equal to the last non-clean one on disk
+        // says nothing new.
+        if !c.clean && (key < cs.last || (key == cs.last && cs.written && !cs.last_clean)) {
             return Ok(());
         }
         fsutil::atomic_write(&self.dir.join(CHECKPOINT_FILE), &c.encode())?;
         cs.last = key;
+        cs.last_clean = c.clean;
+        cs.written = true;
         cs.at = Instant::now();
         Ok(())
     }

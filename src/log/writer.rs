@@ -297,8 +297,9 @@ impl Inner {
         Ok(())
     }
 
-    pub(super) fn create_active_after_sealed(&self, last_ts: u64) -> Result<()> {
-        let base = self.next_offset.load(Ordering::Acquire);
+    /// Create the active segment at `base` when the log has none (a new log, a crash between
+    /// sealing a segment and creating its successor, or a salvage that set segments aside).
+    pub(super) fn create_active_at(&self, base: u64, last_ts: u64) -> Result<()> {
         let fresh = self.new_active(base, self.opts.segment_bytes as usize, last_ts)?;
         self.edit_segments(|v| v.push(fresh.seg.clone()));
         *self.writer.lock() = Some(fresh);

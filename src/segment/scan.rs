@@ -193,3 +193,29 @@ pub(crate) fn nonzero_end(map: &SegmentMap, file: &File, from: usize) -> usize {
     }
     end
 }
+
+/// The highest durable mark carried by a frame that validates (checksum, and an offset above
+/// `after_offset`) at any aligned position in `[from, map.len())`. Such a frame was written
+/// after the bytes before it; its mark is the durable point known then (see `format::frame`),
+/// so it proves how far the log was durable even when the bytes before it are damaged.
+pub(crate) fn durable_mark_after(map: &SegmentMap, file: &File, from: usize, after_offset: u64) -> Option<u64> {
+    let mut best: Option<u64> = None;
+    for (start, end) in data_regions(map, file, from) {
+        let mut pos = align_up(start);
+        while pos + frame::RECORD_HEADER_LEN <= end.min(map.len()) {
+            if let Some(bytes) = frame_bytes(map, pos) {
+                if let Frame::Record(h) = decode_frame(bytes, 0, None) {
+                    if h.offset > after_offset {
+                        if let Some(m) = h.durable_mark {
+                            best = Some(best.map_or(m, |b| b.max(m)));
+                        }
+                        pos += align_up(h.frame_len as usize);
+                        continue;
+                    }
+                }
+            }
+            pos += frame::RECORD_ALIGN;
+        }
+    }
+    best
+}

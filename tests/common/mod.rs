@@ -119,11 +119,14 @@ pub struct FrameAt {
     /// Offset and byte position of the first record of this frame's batch.
     pub batch_start_off: u64,
     pub batch_start_pos: u64,
+    /// The durable mark the frame carries (flag bit 1: the offset before which the log was
+    /// durable when the frame was written), if any.
+    pub durable_mark: Option<u64>,
 }
 
-/// Walk the frames of a segment file by their length fields (format.rs: frame_len u32 at 0,
-/// offset u64 at 8, batch_rest u32 at 24; frames 8-byte aligned from byte 64), up to the
-/// first zero length.
+/// Walk the frames of a segment file by their length fields (format/frame.rs: frame_len u32 at
+/// 0, offset u64 at 8, batch_rest u32 at 24, flags u16 at 36, a durable mark u64 at 40 when
+/// flag bit 1 is set; frames 8-byte aligned from byte 64), up to the first zero length.
 pub fn parse_frames(bytes: &[u8]) -> Vec<FrameAt> {
     let mut out = Vec::new();
     let mut pos = HEADER_LEN as usize;
@@ -136,7 +139,17 @@ pub fn parse_frames(bytes: &[u8]) -> Vec<FrameAt> {
         let offset = le_u64(bytes, pos + 8);
         let batch_rest = le_u32(bytes, pos + 24);
         let (batch_start_off, batch_start_pos) = batch.unwrap_or((offset, pos as u64));
-        out.push(FrameAt { pos: pos as u64, len: len as u64, offset, batch_rest, batch_start_off, batch_start_pos });
+        let flags = u16::from_le_bytes([bytes[pos + 36], bytes[pos + 37]]);
+        let durable_mark = (flags & 2 != 0 && pos + 48 <= bytes.len()).then(|| le_u64(bytes, pos + 40));
+        out.push(FrameAt {
+            pos: pos as u64,
+            len: len as u64,
+            offset,
+            batch_rest,
+            batch_start_off,
+            batch_start_pos,
+            durable_mark,
+        });
         batch = if batch_rest == 0 { None } else { Some((batch_start_off, batch_start_pos)) };
         pos += (len + 7) & !7;
     }

@@ -54,6 +54,7 @@ pub fn decode_record(data: &[u8]) -> Option<OwnedRecord> {
     let pos = if flags & FLAG_UNALIGNED != 0 { sel as usize } else { sel as usize * 8 };
     let got = tidelog::decode_record(body, pos);
     if let Ok(Some(r)) = &got {
+        // A durable mark, when the frame carries one, adds 8 bytes the record does not show.
         let len = 40 + r.key.as_ref().map_or(0, Vec::len) + headers_len(r) + r.payload.len();
         assert!(pos + len <= body.len(), "a record of {len} bytes at {pos} overruns {} bytes", body.len());
     }
