@@ -51,6 +51,7 @@ mod fsutil;
 mod log;
 mod mmap;
 mod options;
+mod projection;
 mod record;
 mod segment;
 mod store;
@@ -63,6 +64,11 @@ pub use crate::error::{CorruptionKind, Error, Result};
 pub use crate::format::{FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 pub use crate::log::{Cursor, Damage, Iter, Log, OpenReport, SegmentInfo, VerifyReport};
 pub use crate::options::{Durability, Options, RecoveryMode, MAX_SEGMENT_BYTES};
+pub use crate::projection::{
+    fingerprint_of, state_as_of, AsOf, BoxError, Projection, ProjectionHandle, ProjectionRunner, Queried,
+    RestoreReport, RunnerOptions, SkipReason, SkippedSnapshot, SnapshotDir, SnapshotInfo, SnapshotRetention,
+    SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAX_NAME_LEN,
+};
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 
