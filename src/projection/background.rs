@@ -77,15 +77,17 @@ impl<P: Projection> Shared<P> {
     /// The thread's body: apply, checkpoint, wait, until told to stop.
     fn run(&self) -> Result<()> {
         while !self.stop.load(Ordering::Acquire) {
-            let (n, limit, due, position, wait) = {
+            let (applied, limit, due, position, wait) = {
                 let mut r = self.runner.write();
                 let limit = r.batch_limit();
-                let n = r.advance(limit)?;
+                let applied = r.advance(limit);
                 let idle = r.options().idle_poll;
                 let wait = r.time_until_checkpoint().map_or(idle, |t| t.min(idle));
-                (n, limit, r.checkpoint_due(), r.position(), wait)
+                (applied, limit, r.checkpoint_due(), r.position(), wait)
             };
+            // Published even on a failure, which is then reported at this position.
             self.publish(position);
+            let n = applied?;
             if due {
                 self.checkpoint()?;
             }
