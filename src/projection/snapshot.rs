@@ -220,6 +220,20 @@ mod tests {
         assert_eq!(decode(Path::new("x"), &empty).unwrap().coverage, Coverage::start());
     }
 
+    /// The example in `docs/format.md`, byte for byte.
+    #[test]
+    fn documented_example() {
+        let cov = Coverage { position: 3, records: 3, last: Some((2, 1_700_000_000_000_000)) };
+        let b = encode("count", 1, &cov, &3u64.to_le_bytes());
+        let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(
+            hex.join(" "),
+            "54 44 4c 47 53 4e 41 50 01 00 00 00 05 00 00 00 03 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 \
+             03 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 00 40 1e 18 24 0a 06 00 08 00 00 00 00 00 00 00 \
+             63 6f 75 6e 74 03 00 00 00 00 00 00 00 6d 3c 33 10"
+        );
+    }
+
     #[test]
     fn every_bit_flip_and_every_truncation_is_detected() {
         let b = sample();
