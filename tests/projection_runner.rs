@@ -228,3 +228,21 @@ fn bad_names_and_options_are_refused() {
         Err(Error::InvalidOptions(_))
     ));
 }
+
+/// A closed log answers `wait_for` at once; the background runner must neither fail nor
+/// lose its final checkpoint because of it.
+#[test]
+fn a_background_runner_over_a_closed_log_stops_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_log(&tmp.path().join("log"));
+    let snaps = tmp.path().join("snaps");
+    append_n(&log, 40, "a");
+    let opts = RunnerOptions::default().checkpoint_every_records(0).checkpoint_interval(None);
+    let h = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, opts).unwrap().spawn().unwrap();
+    assert!(h.wait_for_position(40, PATIENCE).unwrap());
+    log.clone().close().unwrap();
+    let q = h.query(|s| s.clone()).unwrap();
+    assert_eq!((q.position, &q.value), (40, &full_replay(&log)));
+    let r = h.stop().unwrap();
+    assert_eq!(r.snapshot_position(), Some(40));
+}

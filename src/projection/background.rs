@@ -93,7 +93,12 @@ impl<P: Projection> Shared<P> {
             }
             if n < limit && !due {
                 // Caught up: block until a record at or past our position is committed.
-                self.log.wait_for(position, wait.max(Duration::from_millis(1)))?;
+                let wait = wait.max(Duration::from_millis(1));
+                let started = Instant::now();
+                if !self.log.wait_for(position, wait)? {
+                    // A closed log answers at once; sleep out the rest rather than spin.
+                    std::thread::sleep(wait.saturating_sub(started.elapsed()));
+                }
             }
         }
         let final_checkpoint = {
