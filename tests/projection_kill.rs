@@ -16,10 +16,10 @@
 mod common;
 mod projection_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{child_test, Rng};
@@ -28,6 +28,8 @@ use tidelog::{ProjectionRunner, Record, RunnerOptions, SnapshotRetention};
 
 const ENV_DIR: &str = "TIDELOG_PROJECTION_KILL_DIR";
 const ENV_SEED: &str = "TIDELOG_PROJECTION_KILL_SEED";
+/// The child's report file, inside the test directory.
+const PROGRESS: &str = "progress";
 
 fn runner_options() -> RunnerOptions {
     RunnerOptions::default()
@@ -37,6 +39,7 @@ fn runner_options() -> RunnerOptions {
 }
 
 /// The child: append a few records, catch up (checkpointing every 3), report, repeat.
+/// Reports go to `DIR/progress` with plain `write` calls, which a SIGKILL does not undo.
 #[test]
 #[ignore = "child process of sigkill_during_snapshots_leaves_a_usable_state"]
 fn child_projector() {
@@ -46,9 +49,8 @@ fn child_projector() {
     let mut rng = Rng::new(seed);
     let log = open_log(&dir.join("log"));
     let mut r = ProjectionRunner::open(log.clone(), Tally::new(), dir.join("snaps"), runner_options()).unwrap();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "READY").unwrap();
-    out.flush().unwrap();
+    let mut progress = std::fs::File::create(dir.join(PROGRESS)).unwrap();
+    progress.write_all(b"READY\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut reported = None;
     while Instant::now() < deadline {
@@ -61,55 +63,43 @@ fn child_projector() {
         r.run_until_caught_up().unwrap();
         if r.snapshot_position() != reported {
             reported = r.snapshot_position();
-            writeln!(out, "CHECKPOINT {}", reported.unwrap_or(0)).unwrap();
-            out.flush().unwrap();
+            progress.write_all(format!("CHECKPOINT {}\n", reported.unwrap_or(0)).as_bytes()).unwrap();
         }
     }
 }
 
-/// Run one child and kill it; returns the last checkpoint it reported.
+/// Run one child and kill it once it has started, after a random delay; returns the last
+/// checkpoint it reported.
 fn run_and_kill(dir: &Path, round: u64, rng: &mut Rng) -> Option<u64> {
+    let progress = dir.join(PROGRESS);
+    let _ = std::fs::remove_file(&progress);
     let mut child = child_test("child_projector")
         .env(ENV_DIR, dir)
         .env(ENV_SEED, rng.next_u64().to_string())
+        .stdout(Stdio::null())
         .spawn()
         .expect("spawn the child");
-    let stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut lines = Vec::new();
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(line) => lines.push(line),
-        Err(_) => {
+    let started = Instant::now();
+    while !std::fs::read_to_string(&progress).is_ok_and(|p| p.starts_with("READY")) {
+        if child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("round {round}: the child never started: {}", err_reader.join().unwrap());
+            let mut stderr = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            panic!("round {round}: the child did not start: {stderr}");
         }
+        std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(rng.range(5, 151)));
-    if let Some(status) = child.try_wait().unwrap() {
-        panic!("round {round}: the child exited by itself ({status}): {}", err_reader.join().unwrap());
-    }
+    let exited = child.try_wait().unwrap();
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
-    reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(exited.is_none(), "round {round}: the child exited by itself ({status}): {stderr}");
     assert_eq!(status.signal(), Some(9), "round {round}: the child was not killed by SIGKILL: {status}: {stderr}");
-    lines.extend(rx.try_iter());
-    lines.iter().filter_map(|l| l.strip_prefix("CHECKPOINT ")).map(|p| p.parse().unwrap()).next_back()
+    let text = std::fs::read_to_string(&progress).unwrap();
+    text.lines().filter_map(|l| l.strip_prefix("CHECKPOINT ")).map(|p| p.parse().unwrap()).next_back()
 }
 
 #[test]

@@ -8,8 +8,8 @@ mod projection_support;
 use proptest::prelude::*;
 
 use common::scratch_dir;
-use projection_support::{full_replay, open_log, replay_below, Tally};
-use tidelog::{state_as_of, Log, ProjectionRunner, Record, RunnerOptions, SnapshotDir, SnapshotRetention};
+use projection_support::{full_replay, manual, open_log, replay_below, Tally};
+use tidelog::{state_as_of, Log, ProjectionRunner, Record, SnapshotDir, SnapshotRetention};
 
 /// One record: a key out of four (or none) and a payload.
 fn record() -> impl Strategy<Value = (Option<u8>, Vec<u8>)> {
@@ -30,10 +30,6 @@ fn append_all(log: &Log, records: &[(Option<u8>, Vec<u8>)]) {
             .collect();
         log.append_batch(&batch).unwrap();
     }
-}
-
-fn manual() -> RunnerOptions {
-    RunnerOptions::default().checkpoint_every_records(0).checkpoint_interval(None)
 }
 
 proptest! {

@@ -7,24 +7,15 @@ mod projection_support;
 
 use std::fs;
 
-use projection_support::{append_n, full_replay, open_log, replay_below, snapshot_files, Tally};
-use tidelog::{
-    state_as_of, CorruptionKind, Error, ProjectionRunner, RunnerOptions, SkipReason, SnapshotDir, SnapshotRetention,
+use projection_support::{
+    append_n, checkpoint_all, fresh, full_replay, manual, open_log, replay_below, restore_and_check, snapshot_files,
+    Tally,
 };
-
-/// Options that never checkpoint on their own; tests call `checkpoint` where they want one.
-fn manual() -> RunnerOptions {
-    RunnerOptions::default()
-        .checkpoint_every_records(0)
-        .checkpoint_interval(None)
-        .retention(SnapshotRetention::default().keep_latest(10))
-}
+use tidelog::{state_as_of, CorruptionKind, Error, ProjectionRunner, SkipReason, SnapshotDir};
 
 #[test]
 fn restore_then_replay_equals_full_replay() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     append_n(&log, 300, "a");
     let mut r = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, manual()).unwrap();
     assert_eq!(r.run_until_caught_up().unwrap(), 300);
@@ -45,14 +36,9 @@ fn restore_then_replay_equals_full_replay() {
 
 #[test]
 fn fingerprint_change_ignores_old_snapshots_and_rebuilds() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     append_n(&log, 100, "a");
-    let mut old = ProjectionRunner::open(log.clone(), Tally::new().version(1), &snaps, manual()).unwrap();
-    old.run_until_caught_up().unwrap();
-    old.checkpoint().unwrap();
-    drop(old);
+    checkpoint_all(&log, Tally::new().version(1), &snaps);
 
     let mut new = ProjectionRunner::open(log.clone(), Tally::new().version(2), &snaps, manual()).unwrap();
     let report = new.restore_report();
@@ -71,17 +57,12 @@ fn fingerprint_change_ignores_old_snapshots_and_rebuilds() {
 
 #[test]
 fn a_snapshot_of_another_projection_is_not_used() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     append_n(&log, 20, "a");
     let mut other = Tally::new();
     other.name = "other".into();
-    let mut r = ProjectionRunner::open(log.clone(), other, &snaps, manual()).unwrap();
-    r.run_until_caught_up().unwrap();
-    r.checkpoint().unwrap();
-    drop(r);
-    let r = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, manual()).unwrap();
+    checkpoint_all(&log, other, &snaps);
+    let r = restore_and_check(&log, &snaps);
     assert!(r.restore_report().used.is_none());
     assert!(matches!(&r.restore_report().skipped[0].reason, SkipReason::NameMismatch { found } if found == "other"));
 }
@@ -101,9 +82,7 @@ fn two_snapshots(log: &tidelog::Log, snaps: &std::path::Path) {
 
 #[test]
 fn a_corrupt_newest_snapshot_falls_back_to_the_older_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     two_snapshots(&log, &snaps);
     let newest = snapshot_files(&snaps)[1].1.clone();
     let mut bytes = fs::read(&newest).unwrap();
@@ -111,7 +90,7 @@ fn a_corrupt_newest_snapshot_falls_back_to_the_older_one() {
     bytes[mid] ^= 0x10;
     fs::write(&newest, &bytes).unwrap();
 
-    let mut r = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, manual()).unwrap();
+    let r = restore_and_check(&log, &snaps);
     let report = r.restore_report();
     assert_eq!(report.used.as_ref().map(|s| s.position), Some(100));
     assert_eq!(report.skipped.len(), 1);
@@ -120,24 +99,18 @@ fn a_corrupt_newest_snapshot_falls_back_to_the_older_one() {
         &report.skipped[0].reason,
         SkipReason::Invalid(Error::Corruption { kind: CorruptionKind::ChecksumMismatch { .. }, file, .. }) if *file == newest
     ));
-    assert_eq!(r.run_until_caught_up().unwrap(), 200);
-    assert_eq!(r.state(), &full_replay(&log));
 }
 
 #[test]
 fn a_truncated_newest_snapshot_falls_back_to_the_older_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     two_snapshots(&log, &snaps);
     let newest = snapshot_files(&snaps)[1].1.clone();
     let len = fs::metadata(&newest).unwrap().len();
     for keep in [0, 10, 64, len - 1] {
         fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(keep).unwrap();
-        let mut r = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, manual()).unwrap();
+        let r = restore_and_check(&log, &snaps);
         assert_eq!(r.restore_report().used.as_ref().map(|s| s.position), Some(100), "truncated to {keep}");
-        r.run_until_caught_up().unwrap();
-        assert_eq!(r.state(), &full_replay(&log));
     }
 }
 
@@ -145,14 +118,9 @@ fn a_truncated_newest_snapshot_falls_back_to_the_older_one() {
 /// makes restore pass it over: the state always equals a full replay.
 #[test]
 fn a_damaged_snapshot_at_every_byte_is_never_loaded() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     append_n(&log, 12, "a");
-    let mut r = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, manual()).unwrap();
-    r.run_until_caught_up().unwrap();
-    let path = r.checkpoint().unwrap().path;
-    drop(r);
+    let path = checkpoint_all(&log, Tally::new(), &snaps).path;
     append_n(&log, 3, "b");
     let want = full_replay(&log);
     let good = fs::read(&path).unwrap();
@@ -173,9 +141,7 @@ fn a_damaged_snapshot_at_every_byte_is_never_loaded() {
 
 #[test]
 fn garbage_and_huge_length_fields_are_skipped_with_typed_errors() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     append_n(&log, 5, "a");
     let dir = SnapshotDir::open(&snaps).unwrap();
     fs::write(dir.path_for(1), "not a snapshot at all. ".repeat(5)).unwrap();
@@ -220,16 +186,14 @@ fn a_payload_the_projection_rejects_is_skipped() {
             Err("schema changed".into())
         }
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     two_snapshots(&log, &snaps);
     let mut r = ProjectionRunner::open(log.clone(), Picky(Tally::new()), &snaps, manual()).unwrap();
     assert!(r.restore_report().used.is_none());
     assert_eq!(r.restore_report().skipped.len(), 2);
     assert!(matches!(&r.restore_report().skipped[0].reason, SkipReason::Rejected(m) if m == "schema changed"));
     r.run_until_caught_up().unwrap();
-    assert_eq!(r.state(), &full_replay(&log));
+    assert_eq!(r.into_state(), full_replay(&log));
 }
 
 /// A snapshot made over another log (here: one whose records were longer) is recognised by
@@ -241,36 +205,27 @@ fn a_snapshot_of_another_log_is_not_used() {
     {
         let first = open_log(&tmp.path().join("first"));
         append_n(&first, 50, "a");
-        let mut r = ProjectionRunner::open(first, Tally::new(), &snaps, manual()).unwrap();
-        r.run_until_caught_up().unwrap();
-        r.checkpoint().unwrap();
+        checkpoint_all(&first, Tally::new(), &snaps);
     }
     let short = open_log(&tmp.path().join("short"));
     append_n(&short, 20, "z");
-    let r = ProjectionRunner::open(short.clone(), Tally::new(), &snaps, manual()).unwrap();
+    let r = restore_and_check(&short, &snaps);
     assert!(matches!(r.restore_report().skipped[0].reason, SkipReason::AheadOfLog { log_next_offset: 20 }));
     drop(r);
 
     std::thread::sleep(std::time::Duration::from_millis(2)); // distinct timestamps
     let long = open_log(&tmp.path().join("long"));
     append_n(&long, 80, "y");
-    let mut r = ProjectionRunner::open(long.clone(), Tally::new(), &snaps, manual()).unwrap();
+    let r = restore_and_check(&long, &snaps);
     assert!(r.restore_report().used.is_none());
     assert!(matches!(r.restore_report().skipped[0].reason, SkipReason::LogMismatch { offset: 49, .. }));
-    r.run_until_caught_up().unwrap();
-    assert_eq!(r.state(), &full_replay(&long));
 }
 
 #[test]
 fn records_removed_past_the_snapshot_are_a_typed_error() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (tmp, log, snaps) = fresh();
     append_n(&log, 50, "a");
-    let mut r = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, manual()).unwrap();
-    r.run_until_caught_up().unwrap();
-    r.checkpoint().unwrap();
-    drop(r);
+    checkpoint_all(&log, Tally::new(), &snaps);
     append_n(&log, 2000, "b");
     assert!(log.remove_segments_before(1500).unwrap() > 0);
     let first = log.first_offset();
@@ -292,9 +247,7 @@ fn records_removed_past_the_snapshot_are_a_typed_error() {
 
 #[test]
 fn state_as_of_any_offset_equals_a_replay_of_the_records_below_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     two_snapshots(&log, &snaps);
     let dir = SnapshotDir::open_read_only(&snaps);
     for offset in [0, 1, 99, 100, 101, 150, 199, 200, 201, 299, 300] {

@@ -6,7 +6,7 @@ mod projection_support;
 
 use std::time::Duration;
 
-use projection_support::{append_n, full_replay, log_options, open_log, snapshot_files, Tally};
+use projection_support::{append_n, fresh, full_replay, log_options, open_log, snapshot_files, Tally};
 use tidelog::{Error, Log, ProjectionRunner, Record, RunnerOptions, SnapshotRetention};
 
 /// Long enough that a test never times out on a loaded machine; the waits return as soon as
@@ -19,9 +19,7 @@ fn positions(dir: &std::path::Path) -> Vec<u64> {
 
 #[test]
 fn checkpoints_every_n_records() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     append_n(&log, 105, "a");
     let opts = RunnerOptions::default()
         .checkpoint_every_records(25)
@@ -44,9 +42,7 @@ fn checkpoints_every_n_records() {
 /// applied nothing writes nothing.
 #[test]
 fn checkpoints_by_time_only_after_new_records() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     let opts = RunnerOptions::default()
         .checkpoint_every_records(0)
         .checkpoint_interval(Some(Duration::ZERO))
@@ -62,9 +58,7 @@ fn checkpoints_by_time_only_after_new_records() {
 
 #[test]
 fn retention_keeps_the_latest_snapshots_and_spaced_older_ones() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     append_n(&log, 1000, "a");
     let opts = RunnerOptions::default()
         .checkpoint_every_records(50)
@@ -84,9 +78,7 @@ fn retention_keeps_the_latest_snapshots_and_spaced_older_ones() {
 
 #[test]
 fn lag_is_what_the_log_holds_beyond_the_position() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     let mut r = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, RunnerOptions::default()).unwrap();
     assert_eq!((r.position(), r.lag()), (0, 0));
     append_n(&log, 10, "a");
@@ -128,9 +120,7 @@ fn a_read_only_follower_sees_appends_of_another_handle() {
 
 #[test]
 fn a_background_runner_reads_your_writes_and_stops_with_a_final_checkpoint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     let opts = RunnerOptions::default().checkpoint_every_records(0).checkpoint_interval(None);
     let h = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, opts).unwrap().spawn().unwrap();
     for i in 0..50u64 {
@@ -164,9 +154,7 @@ fn waiting_for_a_position_not_reached_times_out() {
 
 #[test]
 fn a_failing_apply_stops_the_runner_with_the_offset_and_serves_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     append_n(&log, 10, "a");
     let mut t = Tally::new();
     t.fail_at = Some(7);
@@ -197,9 +185,7 @@ fn a_failing_apply_stops_the_runner_with_the_offset_and_serves_nothing() {
 
 #[test]
 fn one_runner_per_snapshot_directory() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     let _r = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, RunnerOptions::default()).unwrap();
     assert!(matches!(
         ProjectionRunner::open(log.clone(), Tally::new(), &snaps, RunnerOptions::default()),
@@ -233,9 +219,7 @@ fn bad_names_and_options_are_refused() {
 /// lose its final checkpoint because of it.
 #[test]
 fn a_background_runner_over_a_closed_log_stops_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open_log(&tmp.path().join("log"));
-    let snaps = tmp.path().join("snaps");
+    let (_tmp, log, snaps) = fresh();
     append_n(&log, 40, "a");
     let opts = RunnerOptions::default().checkpoint_every_records(0).checkpoint_interval(None);
     let h = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, opts).unwrap().spawn().unwrap();

@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use tidelog::{BoxError, Durability, Log, Options, Projection, Record, RecordView};
+use tidelog::{
+    BoxError, Durability, Log, Options, Projection, ProjectionRunner, Record, RecordView, RunnerOptions, SnapshotInfo,
+    SnapshotRetention,
+};
 
 /// Payloads of the most recent records the state keeps (they make snapshots larger).
 pub const RECENT: usize = 8;
@@ -173,4 +176,38 @@ pub fn append_n(log: &Log, n: u64, tag: &str) {
 /// Snapshot files in `dir`, by position.
 pub fn snapshot_files(dir: &Path) -> Vec<(u64, PathBuf)> {
     tidelog::SnapshotDir::open_read_only(dir).files().unwrap()
+}
+
+/// Runner options that never checkpoint on their own (tests call `checkpoint` where they
+/// want one) and keep up to ten snapshots.
+pub fn manual() -> RunnerOptions {
+    RunnerOptions::default()
+        .checkpoint_every_records(0)
+        .checkpoint_interval(None)
+        .retention(SnapshotRetention::default().keep_latest(10))
+}
+
+/// Open a runner of `projection` over `log`, apply every record, write a snapshot, and
+/// close the runner; returns the snapshot.
+pub fn checkpoint_all(log: &Log, projection: Tally, snaps: &Path) -> SnapshotInfo {
+    let mut r = ProjectionRunner::open(log.clone(), projection, snaps, manual()).unwrap();
+    r.run_until_caught_up().unwrap();
+    r.checkpoint().unwrap()
+}
+
+/// Open a runner of `Tally::new()` over `log`, catch up, and check that the state equals a
+/// full replay; returns the runner (its restore report tells where it started).
+pub fn restore_and_check(log: &Log, snaps: &Path) -> ProjectionRunner<Tally> {
+    let mut r = ProjectionRunner::open(log.clone(), Tally::new(), snaps, manual()).unwrap();
+    r.run_until_caught_up().unwrap();
+    assert_eq!(r.state(), &full_replay(log), "restore + replay differs from a full replay");
+    r
+}
+
+/// A fresh temporary directory with a log in `log/`; snapshots go to `snaps/`.
+pub fn fresh() -> (tempfile::TempDir, Log, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_log(&tmp.path().join("log"));
+    let snaps = tmp.path().join("snaps");
+    (tmp, log, snaps)
 }
