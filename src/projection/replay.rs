@@ -111,10 +111,10 @@ pub(crate) fn restore<P: Projection>(
     files.retain(|(p, _)| *p <= at_most);
     for (position, path) in files.into_iter().rev() {
         let skip = |reason| SkippedSnapshot { path: path.clone(), position, reason };
-        let bytes = match std::fs::read(&path) {
+        let bytes = match SnapshotDir::read_file(&path) {
             Ok(b) => b,
             Err(e) => {
-                report.skipped.push(skip(SkipReason::Invalid(Error::io(&path, e))));
+                report.skipped.push(skip(SkipReason::Invalid(e)));
                 continue;
             }
         };

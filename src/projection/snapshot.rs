@@ -133,30 +133,40 @@ pub(crate) fn encode(name: &str, fingerprint: u64, coverage: &Coverage, payload:
     b
 }
 
-/// Decode and validate a snapshot file. Every length is checked against the bytes present
-/// before it is used; nothing is allocated. Errors are `Error::Corruption` located in `path`.
-pub(crate) fn decode<'a>(path: &Path, b: &'a [u8]) -> Result<Decoded<'a>> {
+/// Check a snapshot file's fixed header (`head`, the first up to 64 bytes) against the
+/// file's length, before the rest is read: magic, version, and both lengths, which must add
+/// up to the file exactly. So a file that is not a snapshot costs 64 bytes of reading, and
+/// no length field decides an allocation. Returns the name's length.
+pub(crate) fn check_header(path: &Path, head: &[u8], file_len: u64) -> Result<usize> {
     let corrupt = |at: usize, kind| Error::corrupt(path, at as u64, kind);
-    let len = b.len() as u64;
-    if b.len() < HEADER_LEN + CRC_LEN {
-        return Err(corrupt(0, CorruptionKind::BadLength { len, available: len }));
+    if head.len() < HEADER_LEN || file_len < (HEADER_LEN + CRC_LEN) as u64 {
+        return Err(corrupt(0, CorruptionKind::BadLength { len: file_len, available: file_len }));
     }
-    if b[MAGIC_AT..MAGIC_AT + 8] != MAGIC || u32_at(b, VERSION_AT) != SNAPSHOT_FORMAT_VERSION {
+    if head[MAGIC_AT..MAGIC_AT + 8] != MAGIC || u32_at(head, VERSION_AT) != SNAPSHOT_FORMAT_VERSION {
         return Err(corrupt(MAGIC_AT, CorruptionKind::BadMagic));
     }
     // Both lengths are checked against what the file holds before any arithmetic with them.
-    let room = len - (HEADER_LEN + CRC_LEN) as u64;
-    let name_len = u64::from(u32_at(b, NAME_LEN_AT));
+    let room = file_len - (HEADER_LEN + CRC_LEN) as u64;
+    let name_len = u64::from(u32_at(head, NAME_LEN_AT));
     if name_len == 0 || name_len > SNAPSHOT_MAX_NAME_LEN as u64 || name_len > room {
         return Err(corrupt(NAME_LEN_AT, CorruptionKind::BadLength { len: name_len, available: room }));
     }
-    let payload_len = u64_at(b, PAYLOAD_LEN_AT);
+    let payload_len = u64_at(head, PAYLOAD_LEN_AT);
     if payload_len != room - name_len {
         return Err(corrupt(
             PAYLOAD_LEN_AT,
             CorruptionKind::BadLength { len: payload_len, available: room - name_len },
         ));
     }
+    Ok(name_len as usize)
+}
+
+/// Decode and validate a whole snapshot file. Every length is checked against the bytes
+/// present before it is used; nothing is allocated. Errors are `Error::Corruption` located
+/// in `path`.
+pub(crate) fn decode<'a>(path: &Path, b: &'a [u8]) -> Result<Decoded<'a>> {
+    let corrupt = |at: usize, kind| Error::corrupt(path, at as u64, kind);
+    let name_len = check_header(path, b, b.len() as u64)?;
     let crc_at = b.len() - CRC_LEN;
     let expected = u32_at(b, crc_at);
     let got = crc32fast::hash(&b[..crc_at]);
@@ -175,7 +185,7 @@ pub(crate) fn decode<'a>(path: &Path, b: &'a [u8]) -> Result<Decoded<'a>> {
     if records > position || (records == 0) != last.is_none() {
         return Err(corrupt(RECORDS_AT, CorruptionKind::BadField("records")));
     }
-    let name_end = HEADER_LEN + name_len as usize;
+    let name_end = HEADER_LEN + name_len;
     Ok(Decoded {
         name: &b[HEADER_LEN..name_end],
         fingerprint: u64_at(b, FINGERPRINT_AT),

@@ -3,6 +3,7 @@
 //! helpers (atomic replacement, directory fsync, the directory lock).
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -160,8 +161,22 @@ impl SnapshotDir {
     /// Read and validate the snapshot file at `path` (header, lengths, checksum); returns
     /// its facts. Does not check it against a projection or a log.
     pub fn read_info(path: &Path) -> Result<SnapshotInfo> {
-        let bytes = fs::read(path).at(path)?;
+        let bytes = SnapshotDir::read_file(path)?;
         Ok(snapshot::decode(path, &bytes)?.info(path))
+    }
+
+    /// Read a snapshot file whole, once its header has been checked against its length: a
+    /// file that is not a snapshot, however large, is refused after 64 bytes.
+    pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+        let mut file = fs::File::open(path).at(path)?;
+        let len = file.metadata().at(path)?.len();
+        let mut head = Vec::with_capacity(snapshot::HEADER_LEN);
+        (&mut file).take(snapshot::HEADER_LEN as u64).read_to_end(&mut head).at(path)?;
+        snapshot::check_header(path, &head, len)?;
+        let mut bytes = head;
+        bytes.reserve_exact((len as usize).saturating_sub(bytes.len()));
+        file.read_to_end(&mut bytes).at(path)?;
+        Ok(bytes)
     }
 
     /// Write a snapshot file's bytes for `position`: `.tmp`, fsync, rename, directory fsync.
