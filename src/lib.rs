@@ -65,8 +65,8 @@ pub use crate::format::{FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 pub use crate::log::{Cursor, Damage, Iter, Log, OpenReport, SegmentInfo, VerifyReport};
 pub use crate::options::{Durability, Options, RecoveryMode, MAX_SEGMENT_BYTES};
 pub use crate::projection::{
-    fingerprint_of, state_as_of, AsOf, BoxError, Projection, ProjectionHandle, ProjectionRunner, Queried,
-    RestoreReport, RunnerOptions, SkipReason, SkippedSnapshot, SnapshotDir, SnapshotInfo, SnapshotRetention,
+    fingerprint_of, load_snapshot, state_as_of, BoxError, Projection, ProjectionHandle, ProjectionRunner, Queried,
+    RestoreReport, Restored, RunnerOptions, SkipReason, SkippedSnapshot, SnapshotDir, SnapshotInfo, SnapshotRetention,
     SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAX_NAME_LEN,
 };
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};

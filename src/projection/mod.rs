@@ -5,9 +5,10 @@
 //!   apply, snapshot, restore). The state is a separate type, so one definition can build
 //!   several states (the live one, one as of an older offset).
 //! - [`snapshot`]: the snapshot file's bytes (specified in `docs/format.md`).
-//! - [`snapshot_dir`]: a directory of snapshot files: atomic writes, listing, choosing the
-//!   newest usable one, retention.
-//! - [`replay`]: restore + replay, shared by the runner and by as-of queries.
+//! - [`snapshot_dir`]: a directory of snapshot files: the lock, saving a state atomically,
+//!   listing, retention.
+//! - [`replay`]: restore (the newest usable snapshot) and fold, shared by the runner, by
+//!   [`load_snapshot`] and by [`state_as_of`].
 //! - [`runner`]: [`ProjectionRunner`], which follows a log and checkpoints.
 //! - [`background`]: [`ProjectionHandle`], a runner on its own thread.
 
@@ -18,7 +19,7 @@ mod snapshot;
 mod snapshot_dir;
 
 pub use background::{ProjectionHandle, Queried};
-pub use replay::{state_as_of, AsOf, RestoreReport, SkipReason, SkippedSnapshot};
+pub use replay::{load_snapshot, state_as_of, RestoreReport, Restored, SkipReason, SkippedSnapshot};
 pub use runner::{ProjectionRunner, RunnerOptions};
 pub use snapshot::{SnapshotInfo, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAX_NAME_LEN};
 pub use snapshot_dir::{SnapshotDir, SnapshotRetention};

@@ -229,20 +229,37 @@ fn cursor_error(name: &str, e: Error) -> Error {
     }
 }
 
-/// A projection's state as of an offset, from [`state_as_of`].
+/// A restored state, from [`load_snapshot`] or [`state_as_of`].
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct AsOf<S> {
+pub struct Restored<S> {
     /// The state reflecting every record below `position`.
     pub state: S,
-    /// The offset asked for.
+    /// Next offset to apply.
     pub position: u64,
     /// Records applied to the state since its initial value.
     pub records: u64,
-    /// Records replayed after the snapshot.
+    /// Records replayed after the snapshot (0 from [`load_snapshot`]).
     pub replayed: u64,
     /// The snapshot it started from, and those passed over.
     pub report: RestoreReport,
+}
+
+/// The newest usable snapshot of `projection` in `snapshots` at or below `at_most`, restored
+/// (or the initial state at offset 0 if there is none), without replaying anything: the
+/// caller continues from `position`. For an owner that keeps the state itself (see
+/// [`SnapshotDir::save`]); a [`ProjectionRunner`](crate::ProjectionRunner) does this on open.
+///
+/// Fails with `Error::RecordsRemoved` if the log no longer holds the records after it.
+pub fn load_snapshot<P: Projection>(
+    log: &Log,
+    projection: &P,
+    snapshots: &SnapshotDir,
+    at_most: u64,
+) -> Result<Restored<P::State>> {
+    let (folded, report) = restore(log, projection, snapshots, at_most)?;
+    let Coverage { position, records, .. } = folded.coverage;
+    Ok(Restored { state: folded.state, position, records, replayed: 0, report })
 }
 
 /// The state of `projection` reflecting every record of `log` below `offset`: the newest
@@ -257,7 +274,7 @@ pub fn state_as_of<P: Projection>(
     projection: &P,
     snapshots: &SnapshotDir,
     offset: u64,
-) -> Result<AsOf<P::State>> {
+) -> Result<Restored<P::State>> {
     log.refresh()?;
     let next = log.next_offset();
     if offset > next {
@@ -266,5 +283,5 @@ pub fn state_as_of<P: Projection>(
     let (mut folded, report) = restore(log, projection, snapshots, offset)?;
     let mut cursor = log.cursor(folded.coverage.position);
     let replayed = fold(projection, &mut cursor, &mut folded, u64::MAX, offset)?;
-    Ok(AsOf { state: folded.state, position: offset, records: folded.coverage.records, replayed, report })
+    Ok(Restored { state: folded.state, position: offset, records: folded.coverage.records, replayed, report })
 }

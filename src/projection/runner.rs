@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::log::{Cursor, Log};
 use crate::projection::background::ProjectionHandle;
 use crate::projection::replay::{self, Folded, RestoreReport};
-use crate::projection::snapshot::{self, SnapshotInfo, SNAPSHOT_MAX_NAME_LEN};
+use crate::projection::snapshot::{self, SnapshotInfo};
 use crate::projection::snapshot_dir::{SnapshotDir, SnapshotRetention};
 use crate::projection::Projection;
 
@@ -147,16 +147,9 @@ impl PendingSnapshot {
 
     /// Write the snapshot, then prune older ones.
     pub(crate) fn write(self) -> Result<SnapshotInfo> {
-        // IMPORTANT: a writer's records are durable up to the position before a snapshot
-        // claims them. Otherwise, after a power loss, the log could end before the snapshot
-        // and new records would take offsets it says it reflects. (A follower cannot flush
-        // another process's log; restore skips a snapshot that ends up ahead of its log.)
-        if !self.log.is_read_only() {
-            self.log.sync()?;
-        }
-        let path = self.dir.write(self.position, &self.bytes)?;
+        let info = self.dir.write_encoded(&self.log, self.position, &self.bytes)?;
         self.dir.prune(self.position, &self.retention)?;
-        Ok(snapshot::decode(&path, &self.bytes)?.info(&path))
+        Ok(info)
     }
 }
 
@@ -170,14 +163,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// another runner holds the directory.
     pub fn open(log: Log, projection: P, snapshot_dir: impl AsRef<Path>, opts: RunnerOptions) -> Result<Self> {
         opts.validate()?;
-        let name = projection.name();
-        if name.is_empty() || name.len() > SNAPSHOT_MAX_NAME_LEN {
-            return Err(Error::InvalidName {
-                kind: "projection",
-                name: name.to_owned(),
-                reason: "must be 1 to 255 bytes",
-            });
-        }
+        snapshot::check_name(projection.name())?;
         let snapshots = SnapshotDir::open(snapshot_dir)?;
         let (folded, report) = replay::restore(&log, &projection, &snapshots, u64::MAX)?;
         let snapshot_position = report.used.as_ref().map(|s| s.position);

@@ -114,6 +114,14 @@ impl Decoded<'_> {
     }
 }
 
+/// Check a projection's name: 1 to [`SNAPSHOT_MAX_NAME_LEN`] bytes.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > SNAPSHOT_MAX_NAME_LEN {
+        return Err(Error::InvalidName { kind: "projection", name: name.to_owned(), reason: "must be 1 to 255 bytes" });
+    }
+    Ok(())
+}
+
 /// Encode a snapshot file. `name` must be 1 to 255 bytes (the runner checks it at open).
 pub(crate) fn encode(name: &str, fingerprint: u64, coverage: &Coverage, payload: &[u8]) -> Vec<u8> {
     debug_assert!(!name.is_empty() && name.len() <= SNAPSHOT_MAX_NAME_LEN);
@@ -181,8 +189,9 @@ pub(crate) fn decode<'a>(path: &Path, b: &'a [u8]) -> Result<Decoded<'a>> {
     if last.is_some_and(|(o, _)| o >= position) {
         return Err(corrupt(LAST_OFFSET_AT, CorruptionKind::BadField("last_offset")));
     }
-    // Each applied record has its own offset below `position`.
-    if records > position || (records == 0) != last.is_none() {
+    // Each applied record has its own offset below `position`; with none, there is no last.
+    // (A state saved by its owner may not know its last record: `last` is then absent.)
+    if records > position || (records == 0 && last.is_some()) {
         return Err(corrupt(RECORDS_AT, CorruptionKind::BadField("records")));
     }
     let name_end = HEADER_LEN + name_len;

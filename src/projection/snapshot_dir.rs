@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, DirLock};
-use crate::projection::snapshot::{self, SnapshotInfo};
+use crate::log::Log;
+use crate::projection::snapshot::{self, Coverage, SnapshotInfo};
+use crate::projection::Projection;
 
 const SUFFIX: &str = ".snap";
 const TMP_SUFFIX: &str = ".snap.tmp";
@@ -179,22 +181,75 @@ impl SnapshotDir {
         Ok(bytes)
     }
 
-    /// Write a snapshot file's bytes for `position`: `.tmp`, fsync, rename, directory fsync.
-    /// A crash leaves the older snapshots untouched and, at worst, a `.tmp` file that the
-    /// next writer open removes.
-    pub(crate) fn write(&self, position: u64, bytes: &[u8]) -> Result<PathBuf> {
+    /// Save `state`, which reflects every record of `log` below `position` (`records` of
+    /// them applied since the initial state), as a snapshot of `projection`. For an owner that
+    /// keeps the state itself and applies its own records as it appends them (instead of a
+    /// [`ProjectionRunner`](crate::ProjectionRunner) reading them back); it prunes nothing
+    /// (see [`prune`](SnapshotDir::prune)).
+    ///
+    /// A writer `log` is flushed up to `position` first. Fails with `Error::OffsetOutOfRange`
+    /// if `position` is past the log's next offset, `Error::InvalidOptions` if `records`
+    /// exceeds `position`, `Error::InvalidName` for a bad name, `Error::ReadOnly` on a
+    /// directory opened read-only.
+    pub fn save<P: Projection>(
+        &self,
+        log: &Log,
+        projection: &P,
+        state: &P::State,
+        position: u64,
+        records: u64,
+    ) -> Result<SnapshotInfo> {
+        snapshot::check_name(projection.name())?;
+        let next = log.next_offset();
+        if position > next {
+            return Err(Error::OffsetOutOfRange { offset: position, first: log.first_offset(), next });
+        }
+        if records > position {
+            return Err(Error::InvalidOptions(format!("{records} records cannot lie below offset {position}")));
+        }
+        // The last record, if the log still holds it at `position - 1`, identifies the log.
+        let last = match position.checked_sub(1) {
+            Some(o) if records > 0 => log.read_with(o, |r| (o, r.timestamp_us())).ok(),
+            _ => None,
+        };
+        let mut payload = Vec::new();
+        projection.snapshot(state, &mut payload).map_err(|source| Error::ProjectionFailed {
+            projection: projection.name().to_owned(),
+            offset: position,
+            source,
+        })?;
+        let bytes = snapshot::encode(
+            projection.name(),
+            projection.fingerprint(),
+            &Coverage { position, records, last },
+            &payload,
+        );
+        self.write_encoded(log, position, &bytes)
+    }
+
+    /// Write an encoded snapshot file for `position`: `.tmp`, fsync, rename, directory
+    /// fsync. A crash leaves the older snapshots untouched and, at worst, a `.tmp` file that
+    /// the next writer open removes.
+    pub(crate) fn write_encoded(&self, log: &Log, position: u64, bytes: &[u8]) -> Result<SnapshotInfo> {
         if self.lock.is_none() {
             return Err(Error::ReadOnly);
         }
+        // IMPORTANT: a writer's records are durable up to the position before a snapshot
+        // claims them. Otherwise, after a power loss, the log could end before the snapshot
+        // and new records would take offsets it says it reflects. (A follower cannot flush
+        // another process's log; restore skips a snapshot that ends up ahead of its log.)
+        if !log.is_read_only() {
+            log.sync()?;
+        }
         let path = self.path_for(position);
         fsutil::atomic_write(&path, bytes)?;
-        Ok(path)
+        Ok(snapshot::decode(&path, bytes)?.info(&path))
     }
 
-    /// After writing the snapshot at `written`: remove every snapshot above it (a runner only
+    /// After writing the snapshot at `written`: remove every snapshot above it (a writer only
     /// writes at or above the snapshot it restored, so these were found unusable when it
     /// started) and the older ones `retention` does not keep. Returns the removed paths.
-    pub(crate) fn prune(&self, written: u64, retention: &SnapshotRetention) -> Result<Vec<PathBuf>> {
+    pub fn prune(&self, written: u64, retention: &SnapshotRetention) -> Result<Vec<PathBuf>> {
         if self.lock.is_none() {
             return Err(Error::ReadOnly);
         }
@@ -247,6 +302,7 @@ mod tests {
         assert!(!d.path().join("00000000000000000007.snap.tmp").exists());
         assert!(d.path().join("notes.txt").exists());
         assert!(matches!(SnapshotDir::open(d.path()), Err(Error::Locked { .. })));
-        assert!(matches!(SnapshotDir::open_read_only(d.path()).write(1, b"x"), Err(Error::ReadOnly)));
+        let reader = SnapshotDir::open_read_only(d.path());
+        assert!(matches!(reader.prune(1, &SnapshotRetention::default()), Err(Error::ReadOnly)));
     }
 }
