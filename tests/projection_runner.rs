@@ -230,3 +230,36 @@ fn a_background_runner_over_a_closed_log_stops_cleanly() {
     let r = h.stop().unwrap();
     assert_eq!(r.snapshot_position(), Some(40));
 }
+
+/// Queries run between the background runner's batches while another thread appends: each
+/// answer is a whole state, exactly the records below the position it reports.
+#[test]
+fn queries_during_appends_see_whole_states_at_their_position() {
+    let (_tmp, log, snaps) = fresh();
+    let opts = RunnerOptions::default().checkpoint_every_records(300).checkpoint_interval(None);
+    let h = ProjectionRunner::open(log.clone(), Tally::new(), &snaps, opts).unwrap().spawn().unwrap();
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                append_n(&log, 10, &format!("w{i}"));
+            }
+        })
+    };
+    let mut answers = 0;
+    while !writer.is_finished() || h.position() < log.next_offset() {
+        let q = h.query(|s| s.per_key.values().map(|e| e.0).sum::<u64>()).unwrap();
+        assert_eq!(q.value, q.position, "records counted vs the position reported");
+        answers += 1;
+        if answers % 64 == 0 && q.position < 2000 {
+            // The writer will get there: waiting must end with the position reached.
+            assert!(h.wait_for_position(q.position + 1, PATIENCE).unwrap());
+        }
+    }
+    writer.join().unwrap();
+    assert!(h.wait_for_position(2000, PATIENCE).unwrap());
+    let q = h.query(|s| s.clone()).unwrap();
+    assert_eq!((q.position, q.value), (2000, full_replay(&log)));
+    let r = h.stop().unwrap();
+    assert_eq!(r.snapshot_position(), Some(2000));
+}

@@ -116,9 +116,10 @@ impl<P: Projection> Shared<P> {
 /// checkpoints as its options say, and answers queries on the state in between.
 ///
 /// Dropping the handle stops the thread (with its final checkpoint) and waits for it.
-/// If the projection fails (its `apply` returns an error, or the log cannot be read), the
-/// thread ends, queries and waits return `Error::ProjectionStopped` with the cause, and
-/// [`stop`](ProjectionHandle::stop) returns the original error.
+/// If the projection fails (its `apply` or `snapshot` returns an error or panics, the log
+/// cannot be read, or a snapshot cannot be written), the thread ends, queries and waits
+/// return `Error::ProjectionStopped` with the cause (a stopped view is not served as if it
+/// were current), and [`stop`](ProjectionHandle::stop) returns the original error.
 pub struct ProjectionHandle<P: Projection> {
     shared: Arc<Shared<P>>,
     thread: Option<JoinHandle<Result<()>>>,
@@ -185,8 +186,8 @@ impl<P: Projection> ProjectionHandle<P> {
     }
 
     /// Call `f` with the current state. The runner waits while `f` runs, so keep it short.
-    /// Fails with `Error::ProjectionStopped` if the projection failed (its state may hold
-    /// part of a record and is not served).
+    /// Fails with `Error::ProjectionStopped` if the runner failed (its state may hold part of
+    /// a record, or no longer follows the log).
     pub fn query<R>(&self, f: impl FnOnce(&P::State) -> R) -> Result<Queried<R>> {
         if let Status::Failed(cause) = &*self.shared.status.lock() {
             return Err(self.shared.stopped(Some(cause.clone())));
