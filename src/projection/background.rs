@@ -151,7 +151,7 @@ where
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
-            .name(format!("tidelog-projection-{}", shared.name))
+            .name("tidelog-projection".into())
             .spawn(move || {
                 // A panic in the projection's code ends the runner like an error does; its
                 // state may hold part of a record, so it is not served again.
