@@ -231,6 +231,42 @@ pub enum Error {
         /// The offset in the group's dead-letter log.
         dlq_offset: u64,
     },
+    /// A projection's code failed: its `apply` at `offset`, or its `snapshot` of the state
+    /// covering everything below `offset`. The runner stops; its state is not used again
+    /// (it may hold half of the failed record) and no snapshot of it is written.
+    #[error("projection {projection:?} failed at offset {offset}: {source}")]
+    ProjectionFailed {
+        /// The projection's name.
+        projection: String,
+        /// The record being applied, or the position being snapshotted.
+        offset: u64,
+        /// What the projection reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// A projection needs records that are no longer in the log: retention removed offsets
+    /// from `position` up to `first_offset`, and no usable snapshot covers them. Nothing is
+    /// skipped silently; rebuild from a snapshot that covers them or from a log that keeps them.
+    #[error("projection {projection:?} needs records from offset {position}, but the log starts at {first_offset}")]
+    RecordsRemoved {
+        /// The projection's name.
+        projection: String,
+        /// The next offset the projection must apply.
+        position: u64,
+        /// The first offset still in the log.
+        first_offset: u64,
+    },
+    /// A background projection runner is no longer running: it was stopped, or it failed
+    /// (`cause`) and its state is not served any more.
+    #[error("projection {projection:?} stopped at position {position}{}", cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
+    ProjectionStopped {
+        /// The projection's name.
+        projection: String,
+        /// The next offset it would have applied.
+        position: u64,
+        /// Why it stopped, if it failed.
+        cause: Option<String>,
+    },
 }
 
 impl Error {

@@ -50,6 +50,7 @@ mod format;
 mod io;
 mod log;
 mod options;
+mod projection;
 mod record;
 mod segment;
 mod store;
@@ -65,6 +66,11 @@ pub use crate::format::segment_header::SEGMENT_HEADER_LEN;
 pub use crate::format::FORMAT_VERSION;
 pub use crate::log::{Cursor, Damage, Iter, Log, OpenReport, SegmentInfo, VerifyReport};
 pub use crate::options::{Durability, Options, RecoveryMode, MAX_SEGMENT_BYTES};
+pub use crate::projection::{
+    fingerprint_of, load_snapshot, state_as_of, BoxError, Projection, ProjectionHandle, ProjectionRunner, Queried,
+    RestoreReport, Restored, RunnerOptions, SkipReason, SkippedSnapshot, SnapshotDir, SnapshotInfo, SnapshotRetention,
+    SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAX_NAME_LEN,
+};
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 
