@@ -5,6 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::time::Backoff;
+
 use crate::error::{IoContext, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::io::mmap::SegmentMap;
@@ -27,18 +29,15 @@ impl Log {
         }
         let inner = &self.inner;
         if inner.read_only {
-            let mut nap = Duration::from_micros(50);
+            let mut backoff = Backoff::new();
             loop {
                 self.refresh()?;
                 if self.next_offset() > offset {
                     return Ok(true);
                 }
-                let now = Instant::now();
-                if now >= deadline {
+                if !backoff.sleep_until(deadline) {
                     return Ok(false);
                 }
-                std::thread::sleep(nap.min(deadline - now));
-                nap = (nap * 2).min(Duration::from_millis(1));
             }
         }
         inner.tail_waiters.fetch_add(1, Ordering::SeqCst);
@@ -68,40 +67,61 @@ impl Log {
 }
 
 impl Inner {
-    /// Follower: validate what the writer committed since the last look.
+    /// Validate the records the writer appended to `seg` past `st` and publish them to this
+    /// handle's readers. Returns whether anything new was found.
+    fn scan_and_publish(&self, seg: &Segment, st: &mut ScanState) -> bool {
+        let before = *st;
+        let mut entries = Vec::new();
+        segment::scan_frames(
+            &seg.map,
+            seg.base_offset,
+            st,
+            self.opts.index_interval_bytes as usize,
+            &mut entries,
+            None,
+        );
+        if *st == before {
+            return false;
+        }
+        for e in entries {
+            seg.push_index(e);
+        }
+        seg.map.advance_published(st.pos);
+        seg.publish(st.next_offset, st.last_ts);
+        self.next_offset.store(st.next_offset, Ordering::Release);
+        true
+    }
+
+    /// Drop from this handle's list the oldest segments whose files the writer deleted
+    /// (retention), so their maps are released (and their disk space with them, once no
+    /// reader holds them) and `first_offset` moves on. Retention deletes from the front only
+    /// and never the active segment.
+    fn drop_deleted_segments(&self) {
+        let list = self.segments.read().clone();
+        let gone = list.iter().take(list.len().saturating_sub(1)).take_while(|s| !s.paths.data.exists()).count();
+        if gone > 0 {
+            self.edit_segments(|v| {
+                v.drain(..gone.min(v.len().saturating_sub(1)));
+            });
+        }
+    }
+
+    /// Follower: validate what the writer committed since the last look, drop the segments
+    /// the writer's retention deleted, and pick up new segments.
     pub(super) fn follow(&self) -> Result<()> {
         let mut f = self.follower.lock();
-        let interval = self.opts.index_interval_bytes as usize;
+        self.drop_deleted_segments();
         loop {
             let list = self.segments.read().clone();
             let Some(last) = list.last().cloned() else { return Ok(()) };
-            let mut entries = Vec::new();
-            let before = f.st;
-            segment::scan_frames(&last.map, last.base_offset, &mut f.st, interval, &mut entries, None);
-            if f.st != before {
-                for e in entries {
-                    last.push_index(e);
-                }
-                last.map.advance_published(f.st.pos);
-                last.publish(f.st.next_offset, f.st.last_ts);
-                self.next_offset.store(f.st.next_offset, Ordering::Release);
-            }
+            self.scan_and_publish(&last, &mut f.st);
             // Has the writer rolled? It creates the next segment only after finishing this
             // one, so once the next file exists, one more scan of this one sees all of it.
             let next_paths = SegmentPaths::new(&self.dir, f.st.next_offset);
             if f.st.next_offset == last.base_offset || !next_paths.data.exists() {
                 return Ok(());
             }
-            let before = f.st;
-            let mut entries = Vec::new();
-            segment::scan_frames(&last.map, last.base_offset, &mut f.st, interval, &mut entries, None);
-            if f.st != before {
-                for e in entries {
-                    last.push_index(e);
-                }
-                last.map.advance_published(f.st.pos);
-                last.publish(f.st.next_offset, f.st.last_ts);
-                self.next_offset.store(f.st.next_offset, Ordering::Release);
+            if self.scan_and_publish(&last, &mut f.st) {
                 continue;
             }
             let base = f.st.next_offset;
