@@ -32,7 +32,9 @@ pub(crate) use index::{
     write_sealed_index_files, ActiveIndex, IndexEntry, SealInfo, SealedIndex, SegIndex,
 };
 pub(crate) use paths::{parse_segment_name, SegmentPaths};
-pub(crate) use scan::{durable_mark_after, nonzero_end, scan_frames, valid_frame_after, ScanState, ScanStop};
+pub(crate) use scan::{
+    durable_mark_after, last_valid_offset_in, nonzero_end, scan_frames, valid_frame_after, ScanState, ScanStop,
+};
 
 /// A segment as readers see it. Shared through `Arc`; never mutated except through atomics.
 #[derive(Debug)]

@@ -50,6 +50,17 @@ impl Segment {
         })
     }
 
+    /// Decode the published record at `pos`, whatever offset it carries (for a scan that
+    /// resumes after damage).
+    pub fn decode_at_any(&self, pos: usize) -> Result<(RecordView<'_>, usize)> {
+        let buf = self.map.published_bytes();
+        match decode_frame(buf, pos, None) {
+            Frame::Record(h) => Ok((view(buf, pos, &h), pos + align_up(h.frame_len as usize))),
+            Frame::End => Err(Error::corrupt(&self.paths.data, pos as u64, CorruptionKind::MissingData)),
+            Frame::Invalid(kind) => Err(Error::corrupt(&self.paths.data, pos as u64, kind)),
+        }
+    }
+
     /// Decode the published record at `pos`, which must carry `expected`.
     #[inline]
     pub fn decode_at(&self, pos: usize, expected: u64) -> Result<(RecordView<'_>, usize)> {

@@ -219,3 +219,31 @@ pub(crate) fn durable_mark_after(map: &SegmentMap, file: &File, from: usize, aft
     }
     best
 }
+
+/// The highest offset (at or above `min_offset`) of a frame that validates at an aligned
+/// position in `[from, to)`: the last record a torn tail's repair would drop.
+pub(crate) fn last_valid_offset_in(
+    map: &SegmentMap,
+    file: &File,
+    from: usize,
+    to: usize,
+    min_offset: u64,
+) -> Option<u64> {
+    let mut best = None;
+    for (start, end) in data_regions(map, file, from) {
+        let mut pos = align_up(start);
+        while pos + frame::RECORD_HEADER_LEN <= end.min(to).min(map.len()) {
+            if let Some(bytes) = frame_bytes(map, pos) {
+                if let Frame::Record(h) = decode_frame(bytes, 0, None) {
+                    if h.offset >= min_offset {
+                        best = Some(best.map_or(h.offset, |b: u64| b.max(h.offset)));
+                        pos += align_up(h.frame_len as usize);
+                        continue;
+                    }
+                }
+            }
+            pos += frame::RECORD_ALIGN;
+        }
+    }
+    best
+}
