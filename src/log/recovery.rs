@@ -79,6 +79,9 @@ impl Log {
         }
         let lock = if read_only { None } else { Some(DirLock::acquire(dir)?) };
         let mut bases = list_segments(dir, !read_only)?;
+        if !read_only {
+            crate::log::rewind::to_durable_limit(dir, &mut bases)?;
+        }
         let mut created = false;
         if bases.is_empty() {
             if read_only {
@@ -184,7 +187,7 @@ impl Log {
             let capacity = hdr_capacity.max(file_len).min(MAX_SEGMENT_BYTES);
             if !read_only && file_len < capacity {
                 // Only a damaged file is shorter than its reservation; restore the reservation.
-                fsutil::preallocate(&file, capacity).at(&paths.data)?;
+                crate::io::storage::fallocate(&file, &paths.data, capacity)?;
             }
             let cap = if read_only { map_len } else { capacity as usize };
             let trusted = ckpt.filter(|c| {
@@ -314,7 +317,7 @@ impl Log {
                 if let Some(bytes) = w.unpublished_mut(from, to) {
                     bytes.fill(0);
                 }
-                map.flush_range(from, to).at(&paths.data)?;
+                crate::io::storage::msync(&map, &paths.data, from, to)?;
                 report.torn_bytes_zeroed += (to - from) as u64;
             }
             match (mw, read_only) {
@@ -330,7 +333,7 @@ impl Log {
                         && report.indexes_rebuilt == 0;
                     if !as_closed {
                         // Everything validated is made durable before the checkpoint claims it.
-                        map.flush_range(SEGMENT_HEADER_LEN, st.pos).at(&paths.data)?;
+                        crate::io::storage::msync(&map, &paths.data, SEGMENT_HEADER_LEN, st.pos)?;
                         segment::write_active_index_files(&paths, base, opts.index_interval_bytes, &entries)?;
                     }
                     w.publish(st.pos);
@@ -373,7 +376,7 @@ impl Log {
             writer: Mutex::new(writer),
             sync: Mutex::new(SyncState { durable: next_offset, flushing: false }),
             sync_cv: Condvar::new(),
-            poisoned: AtomicBool::new(false),
+            poison: crate::io::poison::Poison::new(dir),
             closed: AtomicBool::new(false),
             tail_lock: Mutex::new(()),
             tail_cv: Condvar::new(),
