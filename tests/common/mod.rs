@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub mod faults;
+pub mod powerloss;
 
 use tidelog::{Header, Log, OwnedRecord, Record};
 
