@@ -77,15 +77,10 @@ static HOOKS: Registry = RwLock::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Keeps a hook installed; dropping it uninstalls the hook.
+#[derive(Debug)]
 #[must_use = "the hook is uninstalled when this guard drops"]
 pub struct Installed {
     id: u64,
-}
-
-impl std::fmt::Debug for Installed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Installed").field("id", &self.id).finish()
-    }
 }
 
 impl Drop for Installed {
@@ -192,4 +187,37 @@ pub(crate) fn remove(path: &Path) -> Result<()> {
 /// Fsync a directory so that entries created, renamed or removed in it are durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     seam(call(IoOp::FsyncDir, dir), || File::open(dir).and_then(|d| d.sync_all())).at(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails every call and counts them.
+    struct FailAll(std::sync::atomic::AtomicUsize);
+
+    impl FaultInjector for FailAll {
+        fn before(&self, _: &IoCall<'_>) -> io::Result<()> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(io::Error::from_raw_os_error(5))
+        }
+    }
+
+    #[test]
+    fn a_hook_sees_only_its_own_directory_and_only_while_installed() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let hook = Arc::new(FailAll(AtomicUsize::new(0)));
+        let guard = install(a.path(), hook.clone());
+        assert!(fsync_dir(b.path()).is_ok(), "another directory is not affected");
+        assert!(fsync_dir(a.path()).is_err());
+        let f = a.path().join("f");
+        assert!(create(&f, OpenOptions::new().write(true).create(true)).is_err());
+        assert!(!f.exists(), "a failed call is not made");
+        assert_eq!(hook.0.load(Ordering::Relaxed), 2);
+        drop(guard);
+        assert!(fsync_dir(a.path()).is_ok());
+        assert!(create(&f, OpenOptions::new().write(true).create(true)).is_ok());
+        assert_eq!(hook.0.load(Ordering::Relaxed), 2, "uninstalled");
+    }
 }

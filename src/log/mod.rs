@@ -32,7 +32,6 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
