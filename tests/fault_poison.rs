@@ -169,3 +169,52 @@ fn child_reopens_the_log() {
     let log = Log::open(Path::new(&dir), opts(Durability::None)).unwrap();
     println!("next_offset={}", log.next_offset());
 }
+
+/// The cut back to the durable point is made of steps that can each be repeated: a failure at
+/// any call of the reopen leaves a log that the next reopen cuts back to the same point.
+#[test]
+fn a_failure_at_any_step_of_the_reopen_after_poisoning_is_finished_by_the_next_reopen() {
+    let poisoned_log = |dir: &Path| -> u64 {
+        let log = Log::open(dir, opts(Durability::None)).unwrap();
+        let (faults, _hook) = Faults::on(dir);
+        append_n(&log, 0, 200);
+        log.sync().unwrap();
+        let durable = log.next_offset();
+        let mut i = durable;
+        while log.segments().len() < 2 {
+            append_n(&log, i, 1);
+            i += 1;
+        }
+        append_n(&log, i, 10);
+        faults.fail_nth(0, Some(IoOp::Msync));
+        assert!(log.sync().is_err());
+        drop(log);
+        durable
+    };
+    // The calls a reopen (and the close of what it opened) makes.
+    let tmp = common::scratch_dir();
+    let dir = tmp.path().join("log");
+    poisoned_log(&dir);
+    let (faults, hook) = Faults::on(&dir);
+    drop(Log::open(&dir, opts(Durability::None)).unwrap());
+    let calls = faults.trace();
+    drop(hook);
+    assert!(calls.iter().any(|c| c.op == IoOp::Remove && c.path.ends_with("poisoned")), "{calls:?}");
+
+    for (k, call) in calls.iter().enumerate() {
+        let tmp = common::scratch_dir();
+        let dir = tmp.path().join("log");
+        let durable = poisoned_log(&dir);
+        let (faults, hook) = Faults::on(&dir);
+        faults.fail_nth(k, None);
+        // The open, and the close of what it opened (if it did).
+        drop(Log::open(&dir, opts(Durability::None)));
+        assert_eq!(faults.failed().len(), 1, "call {k} ({call}) was made");
+        drop(hook);
+        let log = Log::open(&dir, opts(Durability::None)).unwrap();
+        assert_eq!(log.next_offset(), durable, "call {k} ({call}) failed");
+        assert_records(&log, 0..durable);
+        append_n(&log, durable, 300);
+        log.close().unwrap();
+    }
+}
