@@ -3,6 +3,9 @@
 use crate::format::{le_u32, le_u64, put_u32, put_u64, FORMAT_VERSION};
 
 pub(crate) const CHECKPOINT_MAGIC: [u8; 8] = *b"TDLGCKP\0";
+/// Magic of the poison marker (`DIR/poisoned`): a checkpoint-shaped file naming the last point
+/// a poisoned writer had made durable (see `io::poison`).
+pub(crate) const POISON_MAGIC: [u8; 8] = *b"TDLGPSN\0";
 pub(crate) const CKP_VERSION_AT: usize = 8;
 pub(crate) const CKP_FLAGS_AT: usize = CKP_VERSION_AT + 4;
 pub(crate) const CKP_SEGMENT_AT: usize = CKP_FLAGS_AT + 4;
@@ -29,8 +32,18 @@ pub(crate) struct Checkpoint {
 
 impl Checkpoint {
     pub fn encode(&self) -> [u8; CHECKPOINT_LEN] {
+        self.encode_as(CHECKPOINT_MAGIC)
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Checkpoint> {
+        Checkpoint::decode_as(b, CHECKPOINT_MAGIC)
+    }
+
+    /// Encode with `magic` in place of the checkpoint's own (the poison marker shares the
+    /// layout).
+    pub fn encode_as(&self, magic: [u8; 8]) -> [u8; CHECKPOINT_LEN] {
         let mut b = [0u8; CHECKPOINT_LEN];
-        b[..8].copy_from_slice(&CHECKPOINT_MAGIC);
+        b[..8].copy_from_slice(&magic);
         put_u32(&mut b, CKP_VERSION_AT, FORMAT_VERSION);
         put_u32(&mut b, CKP_FLAGS_AT, if self.clean { CKP_FLAG_CLEAN } else { 0 });
         put_u64(&mut b, CKP_SEGMENT_AT, self.segment_base);
@@ -42,9 +55,10 @@ impl Checkpoint {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Option<Checkpoint> {
+    /// Decode a file of the checkpoint layout whose magic must be `magic`.
+    pub fn decode_as(b: &[u8], magic: [u8; 8]) -> Option<Checkpoint> {
         if b.len() != CHECKPOINT_LEN
-            || b[..8] != CHECKPOINT_MAGIC
+            || b[..8] != magic
             || !(1..=FORMAT_VERSION).contains(&le_u32(b, CKP_VERSION_AT))
             || crc32fast::hash(&b[..CKP_CRC_AT]) != le_u32(b, CKP_CRC_AT)
         {
@@ -69,6 +83,8 @@ mod tests {
         let c = Checkpoint { clean: true, segment_base: 7, position: 4096, next_offset: 99, last_timestamp_us: 12345 };
         let b = c.encode();
         assert_eq!(Checkpoint::decode(&b), Some(c));
+        assert_eq!(Checkpoint::decode_as(&b, POISON_MAGIC), None, "a checkpoint is not a poison marker");
+        assert_eq!(Checkpoint::decode_as(&c.encode_as(POISON_MAGIC), POISON_MAGIC), Some(c));
         for i in 0..b.len() * 8 {
             let mut d = b;
             d[i / 8] ^= 1 << (i % 8);

@@ -1,9 +1,17 @@
-//! Everything that touches the operating system's files: the memory maps (the only `unsafe`
-//! code), file-system helpers (block reservation, directory fsync, atomic replacement), and
-//! the writer lock.
+//! Everything that touches the operating system's files.
+//!
+//! | file      | job                                                                        |
+//! |-----------|----------------------------------------------------------------------------|
+//! | `mmap`    | memory maps: the only `unsafe` code                                         |
+//! | `storage` | the storage seam: every write, fallocate, fsync, msync, rename goes through it |
+//! | `fs`      | directory fsync, atomic file replacement (on the seam)                     |
+//! | `poison`  | the poisoned state after a failed flush, and the durable limit it leaves   |
+//! | `lock`    | the writer lock                                                            |
 
 pub(crate) mod fs;
 pub(crate) mod lock;
 pub(crate) mod mmap;
+pub(crate) mod poison;
+pub(crate) mod storage;
 
 pub(crate) use lock::DirLock;

@@ -4,6 +4,7 @@
 //! |-------------|----------------------------------------------------------------------|
 //! | `mod.rs`    | the `Log` handle and the state it shares (`Inner`)                   |
 //! | `recovery`  | opening: discovery, validation, the recovery decision                |
+//! | `rewind`    | opening after a poisoned writer: back to its last durable point      |
 //! | `writer`    | append, roll, seal, retention                                        |
 //! | `sync`      | group commit, flush, checkpoint, background flusher, close           |
 //! | `read`      | reads by offset and time, segment facts                              |
@@ -24,6 +25,7 @@ mod follower;
 mod read;
 mod recovery;
 mod report;
+mod rewind;
 mod sync;
 mod verify;
 mod writer;
@@ -34,6 +36,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::io::poison::Poison;
 use crate::io::DirLock;
 use crate::options::Options;
 use crate::segment::Segment;
@@ -77,7 +80,8 @@ struct Inner {
     writer: Mutex<Option<Writer>>,
     sync: Mutex<SyncState>,
     sync_cv: Condvar,
-    poisoned: AtomicBool,
+    /// Set by a failed flush; checked after taking the writer lock.
+    poison: Poison,
     closed: AtomicBool,
     tail_lock: Mutex<()>,
     tail_cv: Condvar,

@@ -26,9 +26,11 @@ use crate::error::{CorruptionKind, Error, IoContext, Location, Result};
 use crate::format::{Checkpoint, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
 use crate::io::mmap::SegmentMap;
-use crate::io::DirLock;
+use crate::io::poison::{self, Poison};
+use crate::io::{storage, DirLock};
 use crate::log::follower::Follower;
 use crate::log::report::OpenReport;
+use crate::log::rewind;
 use crate::log::sync::{spawn_flusher, CkptState, SyncState};
 use crate::log::writer::Writer;
 use crate::log::{Inner, Log};
@@ -207,6 +209,9 @@ struct SealedDamage {
     /// The damaged segment's valid prefix, when its header could be read: with
     /// `ReadOnlyUpToDamage` it stays readable, with `Salvage` it becomes the active segment.
     prefix: Option<ActiveCandidate>,
+    /// For damaged or missing records (not a damaged header): the first offset lost and the
+    /// byte position where the search for later durable marks starts.
+    first_lost: Option<(u64, usize)>,
 }
 
 /// The segment that will be the active one (or the end of a read-only log): opened and mapped
@@ -256,7 +261,7 @@ fn load(dir: &Path, opts: &Options, found: &Discovered, writable: bool) -> Resul
                 Ok(c) => out.active = Some(c),
                 Err(e) => {
                     let (location, kind) = as_damage(e)?;
-                    out.damage = Some(SealedDamage { at: i, location, kind, prefix: None });
+                    out.damage = Some(SealedDamage { at: i, location, kind, prefix: None, first_lost: None });
                 }
             }
             break;
@@ -266,7 +271,7 @@ fn load(dir: &Path, opts: &Options, found: &Discovered, writable: bool) -> Resul
             Ok(x) => x,
             Err(e) => {
                 let (location, kind) = as_damage(e)?;
-                out.damage = Some(SealedDamage { at: i, location, kind, prefix: None });
+                out.damage = Some(SealedDamage { at: i, location, kind, prefix: None, first_lost: None });
                 break;
             }
         };
@@ -285,6 +290,11 @@ fn load(dir: &Path, opts: &Options, found: &Discovered, writable: bool) -> Resul
         let stop = segment::scan_frames(&map, base, &mut end, interval, &mut entries, None);
         out.scanned_bytes += end.pos as u64;
         if end.next_offset != want {
+            let first_lost = match &stop {
+                _ if end.next_offset > want => None,
+                ScanStop::Invalid { bad_pos, bad_offset, .. } => Some((*bad_offset, *bad_pos + 8)),
+                ScanStop::End => Some((end.next_offset, end.pos)),
+            };
             let (location, kind) = if end.next_offset > want {
                 let at = Location::File { path: id.paths.data.clone(), position: end.pos as u64 };
                 (at, CorruptionKind::BadField("segment overlaps the next"))
@@ -301,7 +311,7 @@ fn load(dir: &Path, opts: &Options, found: &Discovered, writable: bool) -> Resul
                 }
             };
             let prefix = ActiveCandidate { id, file, file_len, capacity: file_len, map };
-            out.damage = Some(SealedDamage { at: i, location, kind, prefix: Some(prefix) });
+            out.damage = Some(SealedDamage { at: i, location, kind, prefix: Some(prefix), first_lost });
             break;
         }
         out.sealed.push(Loaded::Scanned { id, file, map_len, map, entries, end });
@@ -314,8 +324,13 @@ fn load(dir: &Path, opts: &Options, found: &Discovered, writable: bool) -> Resul
             if bases.last().is_none_or(|&l| c.segment_base > l) {
                 let location = Location::Log { dir: dir.to_path_buf(), offset: c.segment_base };
                 let prefix = out.active.take();
-                out.damage =
-                    Some(SealedDamage { at: bases.len(), location, kind: CorruptionKind::MissingData, prefix });
+                out.damage = Some(SealedDamage {
+                    at: bases.len(),
+                    location,
+                    kind: CorruptionKind::MissingData,
+                    prefix,
+                    first_lost: None,
+                });
             }
         }
     }
@@ -483,7 +498,7 @@ fn set_aside(dir: &Path, base: u64) -> Result<PathBuf> {
     let paths = SegmentPaths::new(dir, base);
     let kept = salvage_name(dir, &format!("salvaged-{base:020}"));
     if paths.data.exists() {
-        fs::rename(&paths.data, &kept).at(&paths.data)?;
+        storage::rename(&paths.data, &kept)?;
     }
     segment::remove_segment_files(&paths)?;
     Ok(kept)
@@ -509,6 +524,12 @@ impl Log {
         // 1. prepare
         prepare_dir(dir, read_only)?;
         let lock = if read_only { None } else { Some(DirLock::acquire(dir)?) };
+        // 0. A log whose writer was poisoned by a failed flush is first cut back to the last
+        // point a flush made durable (see `log::rewind`).
+        if !read_only && poison::durable_limit(dir).is_some() {
+            let mut bases = discover(dir)?.bases;
+            rewind::to_durable_limit(dir, &mut bases)?;
+        }
         // 2. discover
         let found = discover(dir)?;
         let ckpt = found.ckpt.valid();
@@ -553,7 +574,24 @@ impl Log {
         let mut forced_tail_damage: Option<(Location, CorruptionKind)> = None;
         let mut set_aside_from: Option<usize> = None;
         let mut fresh_active_at: Option<u64> = None;
-        if let Some(d) = damage {
+        let mut remove_from: Option<usize> = None;
+        let torn = damage.as_ref().is_some_and(|d| sealed_damage_is_torn(dir, d, ckpt, &found.bases));
+        if let (Some(d), true) = (damage.as_ref(), torn) {
+            // Damage past the durable point in a segment before the last: with
+            // `Durability::None` a roll makes the next segment durable before the full one's
+            // data, so a power loss can tear it. Nothing durable lies past the damage: a torn
+            // tail like any other, and the segments after it held only records never made
+            // durable.
+            if decide(opts.recovery, Finding::TornTail, read_only) == Action::RepairTail {
+                remove_from = Some(d.at + 1);
+                candidate = Some(open_candidate(dir, found.bases[d.at], true)?);
+            }
+        }
+        if torn {
+            if let Some(d) = damage.filter(|_| read_only) {
+                candidate = d.prefix;
+            }
+        } else if let Some(d) = damage {
             match decide(opts.recovery, Finding::DamagedSealed, read_only) {
                 Action::Fail | Action::Proceed | Action::RepairTail => {
                     return Err(Error::Corruption { location: d.location, kind: d.kind });
@@ -646,6 +684,14 @@ impl Log {
                 // a crash.
                 let _ = fs::remove_file(tmp);
             }
+            if let Some(from) = remove_from {
+                for &base in found.bases[from.min(found.bases.len())..].iter().rev() {
+                    let paths = SegmentPaths::new(dir, base);
+                    report.torn_bytes_zeroed += fs::metadata(&paths.data).map_or(0, |m| m.len());
+                    segment::remove_segment_files(&paths)?;
+                }
+                fsutil::fsync_dir(dir)?;
+            }
             if let Some(from) = set_aside_from {
                 for &base in &found.bases[from.min(found.bases.len())..] {
                     let kept = set_aside(dir, base)?;
@@ -723,6 +769,32 @@ impl Log {
     }
 }
 
+/// True if the records a damaged segment before the last lost were never made durable: the
+/// checkpoint does not vouch for them, and no valid frame after the damage (in that segment
+/// or a later one) carries a durable mark past them.
+fn sealed_damage_is_torn(dir: &Path, d: &SealedDamage, ckpt: Option<Checkpoint>, bases: &[u64]) -> bool {
+    let (Some((lost, search_from)), Some(prefix)) = (d.first_lost, d.prefix.as_ref()) else { return false };
+    let mut durable = ckpt.map_or(0, |c| c.next_offset);
+    if lost < durable {
+        return false;
+    }
+    if let Some(m) = segment::durable_mark_after(&prefix.map, &prefix.file, search_from, lost) {
+        durable = durable.max(m);
+    }
+    for &base in &bases[(d.at + 1).min(bases.len())..] {
+        match open_candidate(dir, base, false) {
+            Ok(c) => {
+                if let Some(m) = segment::durable_mark_after(&c.map, &c.file, SEGMENT_HEADER_LEN, 0) {
+                    durable = durable.max(m);
+                }
+            }
+            // A later segment that cannot be read proves nothing either way; be safe.
+            Err(_) => return false,
+        }
+    }
+    lost >= durable
+}
+
 /// Keep the first damage found in the report.
 fn record_damage(report: &mut OpenReport, location: &Location) {
     match location {
@@ -751,7 +823,7 @@ fn activate(
     let capacity = c.capacity.max(c.file_len).min(MAX_SEGMENT_BYTES);
     if c.file_len < capacity {
         // Only a damaged file is shorter than its reservation; restore the reservation.
-        fsutil::preallocate(&c.file, capacity).at(&path)?;
+        storage::fallocate(&c.file, &path, capacity)?;
     }
     let cap = capacity as usize;
     let (map, mut mw) = SegmentMap::map_rw(&c.file, cap, 0).at(&path)?;
@@ -770,7 +842,7 @@ fn activate(
             if let Some(bytes) = mw.unpublished_mut(from, to) {
                 bytes.fill(0);
             }
-            map.flush_range(from, to).at(&path)?;
+            storage::msync(&map, &path, from, to)?;
             if !salvage {
                 report.torn_bytes_zeroed += (to - from) as u64;
             }
@@ -787,7 +859,7 @@ fn activate(
         && report.indexes_rebuilt == 0;
     if !as_closed {
         // Everything validated is made durable before the checkpoint claims it.
-        map.flush_range(SEGMENT_HEADER_LEN, t.end.pos).at(&path)?;
+        storage::msync(&map, &path, SEGMENT_HEADER_LEN, t.end.pos)?;
         segment::write_active_index_files(&c.id.paths, base, opts.index_interval_bytes, &t.entries)?;
     }
     mw.publish(t.end.pos);
@@ -861,7 +933,7 @@ fn finish_with(
         writer: Mutex::new(writer),
         sync: Mutex::new(SyncState { durable: next_offset, flushing: false, flushed: None }),
         sync_cv: Condvar::new(),
-        poisoned: AtomicBool::new(false),
+        poison: Poison::new(dir),
         closed: AtomicBool::new(false),
         tail_lock: Mutex::new(()),
         tail_cv: Condvar::new(),

@@ -2,17 +2,16 @@
 //! checkpoint, the background flusher of `Durability::Interval`, and closing.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::Result;
 use crate::format::index::{INDEX_HEADER_LEN, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::format::Checkpoint;
-use crate::io::fs as fsutil;
+use crate::io::{fs as fsutil, storage};
 use crate::log::recovery::CHECKPOINT_FILE;
 use crate::log::writer::Writer;
 use crate::log::{Inner, Log};
@@ -63,6 +62,12 @@ impl Log {
     pub fn close(self) -> Result<()> {
         self.inner.close()
     }
+
+    /// If an earlier flush failed and appends now return [`crate::Error::Poisoned`]: what
+    /// failed first (the operation and the error, which names the file).
+    pub fn poisoned_by(&self) -> Option<String> {
+        self.inner.poison.cause()
+    }
 }
 
 pub(super) fn spawn_flusher(weak: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>, every: Duration) {
@@ -102,9 +107,7 @@ impl Inner {
     pub(super) fn flush_to(&self, target: u64) -> Result<()> {
         let mut st = self.sync.lock();
         loop {
-            if self.poisoned.load(Ordering::Acquire) {
-                return Err(Error::Poisoned);
-            }
+            self.poison.check()?;
             if st.durable >= target {
                 return Ok(());
             }
@@ -120,7 +123,7 @@ impl Inner {
                         }
                     }
                     Err(e) => {
-                        self.poisoned.store(true, Ordering::Release);
+                        let e = self.poison.set("flush", e);
                         self.sync_cv.notify_all();
                         return Err(e);
                     }
@@ -153,7 +156,7 @@ impl Inner {
             (w.seg.clone(), from, w.pos, w.next_offset, w.last_ts, files)
         };
         let (seg, from, to, next, last_ts, files) = snapshot;
-        seg.map.flush_range(from, to).at(&seg.paths.data)?;
+        storage::msync(&seg.map, &seg.paths.data, from, to)?;
         let point = Checkpoint {
             clean: false,
             segment_base: seg.base_offset,
@@ -161,9 +164,10 @@ impl Inner {
             next_offset: next,
             last_timestamp_us: last_ts,
         };
+        self.poison.durable_at(point);
         if let Some(files) = files {
-            files.0.sync_data().at(&seg.paths.offset_index)?;
-            files.1.sync_data().at(&seg.paths.time_index)?;
+            storage::sync_data(&files.0, &seg.paths.offset_index)?;
+            storage::sync_data(&files.1, &seg.paths.time_index)?;
             self.write_checkpoint(point)?;
         }
         Ok((next, Some(point)))
@@ -194,8 +198,8 @@ impl Inner {
             }
             let oat = (INDEX_HEADER_LEN + w.index_persisted * OFFSET_ENTRY_LEN) as u64;
             let tat = (INDEX_HEADER_LEN + w.index_persisted * TIME_ENTRY_LEN) as u64;
-            w.index_files.0.write_all_at(&o, oat).at(&w.seg.paths.offset_index)?;
-            w.index_files.1.write_all_at(&t, tat).at(&w.seg.paths.time_index)?;
+            storage::write_all_at(&w.index_files.0, &w.seg.paths.offset_index, &o, oat)?;
+            storage::write_all_at(&w.index_files.1, &w.seg.paths.time_index, &t, tat)?;
             w.index_persisted = entries.len();
         }
         Ok(w.index_files.clone())
@@ -210,6 +214,8 @@ impl Inner {
             return Ok(());
         }
         fsutil::atomic_write(&self.dir.join(CHECKPOINT_FILE), &c.encode())?;
+        // A checkpoint claims only what is on stable storage.
+        self.poison.durable_at(c);
         cs.last = key;
         cs.last_clean = c.clean;
         cs.written = true;
@@ -243,9 +249,7 @@ impl Inner {
     pub(super) fn close_writer(&self) -> Result<()> {
         let mut g = self.writer.lock();
         let Some(mut w) = g.take() else { return Ok(()) };
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned);
-        }
+        self.poison.check()?;
         if w.clean_mark_on_disk {
             // Nothing was written since a clean open: the files are as the last close left them.
             return Ok(());
@@ -253,13 +257,13 @@ impl Inner {
         if let Some(u) = w.unsealed.take() {
             self.seal(&u)?;
         }
-        if let Err(e) = w.seg.map.flush_range(w.synced_pos, w.pos) {
-            self.poisoned.store(true, Ordering::Release);
-            return Err(Error::io(&w.seg.paths.data, e));
+        if let Err(e) = storage::msync(&w.seg.map, &w.seg.paths.data, w.synced_pos, w.pos) {
+            return Err(self.poison.set("flush at close", e));
         }
+        self.poison.durable_at(w.checkpoint(false));
         let files = self.persist_index(&mut w)?;
-        files.0.sync_data().at(&w.seg.paths.offset_index)?;
-        files.1.sync_data().at(&w.seg.paths.time_index)?;
+        storage::sync_data(&files.0, &w.seg.paths.offset_index)?;
+        storage::sync_data(&files.1, &w.seg.paths.time_index)?;
         self.write_checkpoint(w.checkpoint(true))?;
         let mut s = self.sync.lock();
         self.advance_durable(&mut s, w.next_offset);

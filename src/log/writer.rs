@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::format::frame::DURABLE_MARK_LEN;
 use crate::format::{align_up, Checkpoint, SEGMENT_HEADER_LEN};
-use crate::io::fs as fsutil;
 use crate::io::mmap::MapWriter;
+use crate::io::{fs as fsutil, storage};
 use crate::log::{Inner, Log};
 use crate::options::{Durability, MAX_SEGMENT_BYTES};
 use crate::record::Record;
@@ -135,9 +135,7 @@ impl Inner {
             return Err(Error::Closed);
         }
         // Checked after taking the lock: a flush that failed while we waited is seen here.
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned);
-        }
+        self.poison.check()?;
         let w = g.as_mut().ok_or(Error::Closed)?;
         if w.clean_mark_on_disk {
             // IMPORTANT: the clean mark says nothing lies past the checkpoint; clear it before
@@ -265,10 +263,16 @@ impl Inner {
     /// trusted without a scan, so the data it describes must be on disk first.
     pub(super) fn seal(&self, u: &Unsealed) -> Result<()> {
         let old = &u.seg;
-        if let Err(e) = old.map.flush_range(u.synced_pos, u.end_pos) {
-            self.poisoned.store(true, Ordering::Release);
-            return Err(Error::io(&old.paths.data, e));
+        if let Err(e) = storage::msync(&old.map, &old.paths.data, u.synced_pos, u.end_pos) {
+            return Err(self.poison.set("flush of a full segment", e));
         }
+        self.poison.durable_at(Checkpoint {
+            clean: false,
+            segment_base: old.base_offset,
+            position: u.end_pos as u64,
+            next_offset: u.next_offset,
+            last_timestamp_us: u.last_ts,
+        });
         let entries = old.active_entries();
         let info = SealInfo { end_pos: u.end_pos as u64, next_offset: u.next_offset, max_ts: u.last_ts };
         segment::write_sealed_index_files(&old.paths, old.base_offset, self.opts.index_interval_bytes, &entries, info)?;

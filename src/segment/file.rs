@@ -1,13 +1,14 @@
 //! A segment's data file on disk: its header, creation, removal.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io::Read;
 use std::path::Path;
 
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::format::segment_header::SEG_BASE_AT;
 use crate::format::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
+use crate::io::storage;
 use crate::segment::index::write_active_index_files;
 use crate::segment::{SegmentId, SegmentPaths};
 
@@ -32,12 +33,12 @@ pub(crate) fn read_segment_header(file: &mut File, path: &Path) -> Result<(Segme
 pub(crate) fn create_segment_file(dir: &Path, base: u64, created_us: u64, capacity: u64) -> Result<File> {
     let paths = SegmentPaths::new(dir, base);
     let tmp = fsutil::tmp_path(&paths.data);
-    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).at(&tmp)?;
-    fsutil::preallocate(&f, capacity).at(&tmp)?;
+    let mut f = storage::create(&tmp, OpenOptions::new().read(true).write(true).create(true).truncate(true))?;
+    storage::fallocate(&f, &tmp, capacity)?;
     let hdr = SegmentHeader { base_offset: base, created_us, capacity, sparse_offsets: false };
-    f.write_all(&hdr.encode()).at(&tmp)?;
-    f.sync_all().at(&tmp)?;
-    fs::rename(&tmp, &paths.data).at(&paths.data)?;
+    storage::write_all(&mut f, &tmp, &hdr.encode())?;
+    storage::sync_all(&f, &tmp)?;
+    storage::rename(&tmp, &paths.data)?;
     // IMPORTANT: the new name is durable only after the directory is fsynced.
     fsutil::fsync_dir(dir)?;
     // Fresh active index files (derived data: not fsynced here).
@@ -49,11 +50,7 @@ pub(crate) fn create_segment_file(dir: &Path, base: u64, created_us: u64, capaci
 /// later open would misread; stray index files are ignored and overwritten).
 pub(crate) fn remove_segment_files(paths: &SegmentPaths) -> Result<()> {
     for p in [&paths.data, &paths.offset_index, &paths.time_index] {
-        match fs::remove_file(p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(p, e)),
-        }
+        storage::remove(p)?;
     }
     Ok(())
 }

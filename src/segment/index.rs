@@ -8,7 +8,6 @@
 //! but never change its result.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,6 +20,7 @@ use crate::format::index::{
 use crate::format::{le_u32, le_u64, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
 use crate::io::mmap::{self, SegmentMap};
+use crate::io::storage;
 use crate::segment::SegmentPaths;
 
 /// Number of entries `i < n` with `key(i) <= target`, for keys that never decrease.
@@ -192,8 +192,9 @@ fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         return fsutil::atomic_write(path, bytes);
     }
     let tmp = fsutil::tmp_path(path);
-    fs::write(&tmp, bytes).at(&tmp)?;
-    fs::rename(&tmp, path).at(path)
+    let mut f = storage::create(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
+    storage::write_all(&mut f, &tmp, bytes)?;
+    storage::rename(&tmp, path)
 }
 
 /// Facts about a sealed segment, stored in its index headers.
@@ -221,10 +222,10 @@ pub(crate) fn write_sealed_index_files(
     let (o, t) = encode_index_files(h, entries);
     for (path, bytes) in [(&paths.offset_index, &o), (&paths.time_index, &t)] {
         let tmp = fsutil::tmp_path(path);
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
-        fs::rename(&tmp, path).at(path)?;
+        let mut f = storage::create(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
+        storage::write_all(&mut f, &tmp, bytes)?;
+        storage::sync_all(&f, &tmp)?;
+        storage::rename(&tmp, path)?;
     }
     Ok(())
 }

@@ -9,6 +9,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod faults;
+pub mod powerloss;
+
 use tidelog::{Header, Log, OwnedRecord, Record};
 
 /// Copy every regular file of `src` into `dst` (created if missing). Log directories are
