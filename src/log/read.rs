@@ -50,8 +50,15 @@ impl Log {
     /// or `None` if every record is older.
     pub fn offset_for_time(&self, ts_us: u64) -> Result<Option<u64>> {
         let segs = self.inner.segments.read().clone();
-        let i = segs.partition_point(|s| s.next_offset() == s.base_offset || s.max_ts() < ts_us);
-        for seg in &segs[i.min(segs.len())..] {
+        // Segments are ordered by time, but a segment without records (the newest one between
+        // a roll and its first publish, or one that compaction emptied) has no timestamp of
+        // its own. It takes the newest timestamp before it, so that the predicate stays
+        // monotone: judged by its own zero, an empty newest segment sent the search past
+        // every record.
+        let newest_before =
+            |i: usize| -> u64 { segs[..=i].iter().rev().find(|s| s.has_records()).map_or(0, |s| s.max_ts()) };
+        let i = partition_point_by(segs.len(), |i| newest_before(i) < ts_us);
+        for seg in &segs[i..] {
             if let Some(off) = seg.find_time(ts_us)? {
                 return Ok(Some(off));
             }
@@ -77,4 +84,19 @@ impl Log {
             })
             .collect()
     }
+}
+
+/// The first index in `0..n` for which `pred` is false, given that `pred` is true on a prefix
+/// and false after it (`slice::partition_point` over indexes).
+fn partition_point_by(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }

@@ -125,6 +125,13 @@ impl Segment {
         self.next_offset.load(Ordering::Acquire)
     }
 
+    /// True if this segment holds at least one published record. (A segment emptied by
+    /// compaction spans offsets but holds no record.)
+    pub fn has_records(&self) -> bool {
+        // `next_offset` first: once it moved past the base, the map's end had moved too.
+        self.next_offset() != self.base_offset && self.end_pos() > SEGMENT_HEADER_LEN
+    }
+
     /// Timestamp of the last published record (0 if empty).
     pub fn max_ts(&self) -> u64 {
         self.max_ts.load(Ordering::Acquire)
