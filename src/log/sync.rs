@@ -2,7 +2,6 @@
 //! checkpoint, the background flusher of `Durability::Interval`, and closing.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -10,7 +9,6 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::index::{INDEX_HEADER_LEN, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::format::Checkpoint;
 use crate::io::fs as fsutil;
 use crate::log::recovery::CHECKPOINT_FILE;
@@ -149,18 +147,7 @@ impl Inner {
         let entries = w.seg.active_entries();
         if entries.len() > w.index_persisted {
             let new = &entries[w.index_persisted..];
-            let mut o = Vec::with_capacity(new.len() * OFFSET_ENTRY_LEN);
-            let mut t = Vec::with_capacity(new.len() * TIME_ENTRY_LEN);
-            for e in new {
-                o.extend_from_slice(&e.rel.to_le_bytes());
-                o.extend_from_slice(&e.pos.to_le_bytes());
-                t.extend_from_slice(&e.ts.to_le_bytes());
-                t.extend_from_slice(&e.rel.to_le_bytes());
-            }
-            let oat = (INDEX_HEADER_LEN + w.index_persisted * OFFSET_ENTRY_LEN) as u64;
-            let tat = (INDEX_HEADER_LEN + w.index_persisted * TIME_ENTRY_LEN) as u64;
-            w.index_files.0.write_all_at(&o, oat).at(&w.seg.paths.offset_index)?;
-            w.index_files.1.write_all_at(&t, tat).at(&w.seg.paths.time_index)?;
+            crate::segment::append_active_index_entries(&w.index_files, &w.seg.paths, w.index_persisted, new)?;
             w.index_persisted = entries.len();
         }
         Ok(w.index_files.clone())

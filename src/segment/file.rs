@@ -34,7 +34,7 @@ pub(crate) fn create_segment_file(dir: &Path, base: u64, created_us: u64, capaci
     let tmp = fsutil::tmp_path(&paths.data);
     let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).at(&tmp)?;
     fsutil::preallocate(&f, capacity).at(&tmp)?;
-    let hdr = SegmentHeader { base_offset: base, created_us, capacity, sparse_offsets: false };
+    let hdr = SegmentHeader::dense(base, created_us, capacity);
     f.write_all(&hdr.encode()).at(&tmp)?;
     f.sync_all().at(&tmp)?;
     fs::rename(&tmp, &paths.data).at(&paths.data)?;

@@ -28,8 +28,8 @@ use crate::io::mmap::{MapWriter, SegmentMap};
 
 pub(crate) use file::{create_segment_file, open_data_file, remove_segment_files};
 pub(crate) use index::{
-    open_index_files_for_append, open_sealed_index, read_active_index, write_active_index_files,
-    write_sealed_index_files, ActiveIndex, IndexEntry, SealInfo, SealedIndex, SegIndex,
+    append_active_index_entries, open_index_files_for_append, open_sealed_index, read_active_index,
+    write_active_index_files, write_sealed_index_files, ActiveIndex, IndexEntry, SealInfo, SealedIndex, SegIndex,
 };
 pub(crate) use paths::{parse_segment_name, SegmentPaths};
 pub(crate) use scan::{nonzero_end, scan_frames, valid_frame_after, ScanState, ScanStop};
