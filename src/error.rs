@@ -183,6 +183,17 @@ pub enum Error {
         /// The offset in the group's dead-letter log.
         dlq_offset: u64,
     },
+    /// The offset lies in a gap: compaction removed the record that had it from a sealed
+    /// segment. Every other record keeps its offset; reading on from `next_existing` (or
+    /// with a cursor, which steps over gaps) continues with the records that remain.
+    #[error("the record at offset {offset} was removed by compaction; the next record is at {next_existing}")]
+    OffsetCompacted {
+        /// The requested offset.
+        offset: u64,
+        /// Offset of the first record after it that exists, or the log's next offset if no
+        /// later record exists yet.
+        next_existing: u64,
+    },
 }
 
 impl Error {

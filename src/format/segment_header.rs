@@ -91,7 +91,8 @@ impl SegmentHeader {
         if h.sparse_offsets && (h.end_pos < SEGMENT_HEADER_LEN as u64 || h.end_pos > h.capacity) {
             return Err((SEG_END_POS_AT, CorruptionKind::BadField("end_pos")));
         }
-        if h.sparse_offsets && h.next_offset <= h.base_offset {
+        // The offsets a segment spans are relative offsets (`u32`) in its index.
+        if h.sparse_offsets && (h.next_offset <= h.base_offset || h.next_offset - h.base_offset > u32::MAX as u64) {
             return Err((SEG_NEXT_OFFSET_AT, CorruptionKind::BadField("next_offset")));
         }
         Ok(h)

@@ -1,11 +1,13 @@
 //! Reading by offset and by time, and facts about segments.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::log::report::SegmentInfo;
 use crate::log::Log;
 use crate::record::{OwnedRecord, RecordView};
+use crate::segment::Segment;
 
 impl Log {
     /// Offset of the first record still in the log.
@@ -25,11 +27,15 @@ impl Log {
     }
 
     /// Read the record at `offset`, copied out.
+    ///
+    /// An offset whose record compaction removed gives [`Error::OffsetCompacted`], which
+    /// names the next record that exists.
     pub fn read(&self, offset: u64) -> Result<OwnedRecord> {
         self.read_with(offset, |r| r.to_owned())
     }
 
-    /// Call `f` with the record at `offset`, borrowed from the map (no copy).
+    /// Call `f` with the record at `offset`, borrowed from the map (no copy). Errors as
+    /// [`Log::read`].
     pub fn read_with<R>(&self, offset: u64, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R> {
         let mut next = self.next_offset();
         if offset >= next && self.inner.read_only {
@@ -42,8 +48,14 @@ impl Log {
             return Err(Error::OffsetOutOfRange { offset, first, next });
         }
         let i = segs.partition_point(|s| s.base_offset <= offset) - 1;
-        let (rec, _) = segs[i].find(offset)?;
-        Ok(f(rec))
+        match segs[i].find(offset) {
+            Ok((rec, _)) => Ok(f(rec)),
+            // The gap runs to the end of its segment: the next record is in a later one.
+            Err(Error::OffsetCompacted { next_existing, .. }) if next_existing >= segs[i].next_offset() => {
+                Err(Error::OffsetCompacted { offset, next_existing: first_record_from(&segs[i + 1..], next)? })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The first offset whose timestamp is at or after `ts_us` (µs since the Unix epoch),
@@ -99,4 +111,15 @@ fn partition_point_by(n: usize, pred: impl Fn(usize) -> bool) -> usize {
         }
     }
     lo
+}
+
+/// Offset of the first record in `segs` (the segments after a gap), or `next` (the log's next
+/// offset) if none of them holds a record yet.
+fn first_record_from(segs: &[Arc<Segment>], next: u64) -> Result<u64> {
+    for seg in segs {
+        if let Some(o) = seg.first_record_offset()? {
+            return Ok(o.min(next));
+        }
+    }
+    Ok(next)
 }

@@ -49,7 +49,8 @@ impl Log {
             let end = seg.end_pos();
             let want = seg.next_offset();
             let stop = segment::scan_frames(&seg.map, seg.base_offset, &mut st, interval, &mut entries, Some(end));
-            report.records += st.next_offset - seg.base_offset;
+            report.records +=
+                if seg.is_sparse() { seg.count_records_before(st.pos) } else { st.next_offset - seg.base_offset };
             report.bytes += st.pos as u64;
             progress(report.bytes);
             if st.next_offset < want {

@@ -68,5 +68,6 @@ pub(crate) fn open_data_file(dir: &Path, base: u64, writable: bool) -> Result<(S
     if hdr.base_offset != base {
         return Err(Error::corrupt(&paths.data, SEG_BASE_AT as u64, CorruptionKind::BadField("base_offset")));
     }
-    Ok((SegmentId { base_offset: base, created_us: hdr.created_us, paths }, file, file_len, hdr.capacity))
+    let id = SegmentId { base_offset: base, created_us: hdr.created_us, paths, sparse: hdr.sparse_offsets };
+    Ok((id, file, file_len, hdr.capacity))
 }

@@ -32,6 +32,7 @@ pub(crate) use index::{
     write_active_index_files, write_sealed_index_files, ActiveIndex, IndexEntry, SealInfo, SealedIndex, SegIndex,
 };
 pub(crate) use paths::{parse_segment_name, SegmentPaths};
+pub(crate) use read::Located;
 pub(crate) use scan::{nonzero_end, scan_frames, valid_frame_after, ScanState, ScanStop};
 
 /// A segment as readers see it. Shared through `Arc`; never mutated except through atomics.
@@ -46,6 +47,8 @@ pub(crate) struct Segment {
     next_offset: AtomicU64,
     /// Timestamp of the last published record (timestamps never decrease).
     max_ts: AtomicU64,
+    /// Offsets in this segment may skip values (a sealed segment rewritten by compaction).
+    sparse: bool,
 }
 
 /// Who a segment is: its base offset, creation time and file names (from its header).
@@ -54,6 +57,8 @@ pub(crate) struct SegmentId {
     pub base_offset: u64,
     pub created_us: u64,
     pub paths: SegmentPaths,
+    /// The header's sparse-offsets flag.
+    pub sparse: bool,
 }
 
 impl Segment {
@@ -66,6 +71,7 @@ impl Segment {
             index,
             next_offset: AtomicU64::new(next_offset),
             max_ts: AtomicU64::new(max_ts),
+            sparse: id.sparse,
         }
     }
 
@@ -98,13 +104,18 @@ impl Segment {
         let paths = SegmentPaths::new(dir, base);
         let (map, mw) = SegmentMap::map_rw(&file, capacity, SEGMENT_HEADER_LEN).at(&paths.data)?;
         let files = open_index_files_for_append(&paths)?;
-        let id = SegmentId { base_offset: base, created_us, paths };
+        let id = SegmentId { base_offset: base, created_us, paths, sparse: false };
         Ok((Segment::in_memory(id, map, Vec::new(), ScanState::at_start(base)), mw, files))
     }
 
     /// This segment's identity.
     pub fn id(&self) -> SegmentId {
-        SegmentId { base_offset: self.base_offset, created_us: self.created_us, paths: self.paths.clone() }
+        SegmentId {
+            base_offset: self.base_offset,
+            created_us: self.created_us,
+            paths: self.paths.clone(),
+            sparse: self.sparse,
+        }
     }
 
     /// After its sealed index files were written: the same segment, mapped read-only with
@@ -141,6 +152,12 @@ impl Segment {
     pub fn publish(&self, next_offset: u64, max_ts: u64) {
         self.max_ts.store(max_ts, Ordering::Release);
         self.next_offset.store(next_offset, Ordering::Release);
+    }
+
+    /// True if this segment's offsets may skip values (records removed by compaction).
+    #[inline]
+    pub fn is_sparse(&self) -> bool {
+        self.sparse
     }
 
     pub fn is_sealed(&self) -> bool {
