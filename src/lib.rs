@@ -53,6 +53,8 @@ mod options;
 mod record;
 mod segment;
 mod store;
+#[doc(hidden)]
+pub mod testing;
 mod time;
 
 pub use crate::consumer::{

@@ -305,8 +305,8 @@ pub(crate) struct SealInfo {
     pub max_ts: u64,
 }
 
-/// Write the sealed index files of a segment durably (each to a temporary file, fsynced,
-/// renamed to `dest(kind)`; the caller fsyncs the directory).
+/// Write the sealed index files of a segment to `dest(kind)`, each fsynced (the caller
+/// renames them into place, or fsyncs the directory).
 pub(crate) fn write_sealed_index_files_to(
     dest: impl Fn(IndexKind) -> PathBuf,
     base: u64,
@@ -316,17 +316,15 @@ pub(crate) fn write_sealed_index_files_to(
 ) -> Result<()> {
     for (kind, bytes) in offset_and_time_files(base, interval, entries, Some(seal)) {
         let path = dest(kind);
-        let tmp = fsutil::tmp_path(&path);
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(&bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
-        fs::rename(&tmp, &path).at(&path)?;
+        let mut f = File::create(&path).at(&path)?;
+        f.write_all(&bytes).at(&path)?;
+        f.sync_all().at(&path)?;
     }
     Ok(())
 }
 
-/// Write the sealed index files of a segment durably, in place (the caller fsyncs the
-/// directory).
+/// Write the sealed index files of a segment durably, in place: temporary files, fsynced,
+/// renamed (the caller fsyncs the directory).
 pub(crate) fn write_sealed_index_files(
     paths: &SegmentPaths,
     base: u64,
@@ -334,7 +332,12 @@ pub(crate) fn write_sealed_index_files(
     entries: &[IndexEntry],
     seal: SealInfo,
 ) -> Result<()> {
-    write_sealed_index_files_to(|k| paths.index(k).to_path_buf(), base, interval, entries, seal)
+    write_sealed_index_files_to(|k| fsutil::tmp_path(paths.index(k)), base, interval, entries, seal)?;
+    for kind in [OFFSET_INDEX, TIME_INDEX] {
+        let path = paths.index(kind);
+        fs::rename(fsutil::tmp_path(path), path).at(path)?;
+    }
+    Ok(())
 }
 
 /// Open the sealed indexes of a segment, if both files are present, sealed, consistent with

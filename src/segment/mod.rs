@@ -9,6 +9,7 @@
 //! | `scan`      | the validating scan, torn-tail and damage probes           |
 //! | `read`      | finding a record by offset or time                         |
 
+pub(crate) mod builder;
 pub(crate) mod file;
 pub(crate) mod index;
 pub(crate) mod paths;
