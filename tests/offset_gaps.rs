@@ -173,7 +173,8 @@ fn check_log(log: &Log, f: &Fixture, ctx: &str) {
     for w in segs.windows(2) {
         assert_eq!(w[0].next_offset, w[1].base_offset, "{ctx}: segments are contiguous in offsets");
     }
-    assert_eq!((segs[2].min_timestamp_us, segs[2].bytes), (0, 64), "{ctx}: the emptied segment");
+    assert_eq!((segs[2].min_timestamp_us, segs[2].bytes, segs[2].records), (0, 64, 0), "{ctx}: the emptied segment");
+    assert_eq!(segs.iter().map(|s| s.records).sum::<u64>(), kept_now.len() as u64, "{ctx}: records per segment");
     assert_eq!(segs[0].min_timestamp_us, f.ts[&(f.bases[0] + 1)], "{ctx}: first record kept");
     let report = log.verify(|_| {});
     assert!(report.damage.is_empty(), "{ctx}: verify: {:?}", report.damage);

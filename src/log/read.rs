@@ -86,6 +86,7 @@ impl Log {
             .map(|(i, s)| SegmentInfo {
                 base_offset: s.base_offset,
                 next_offset: s.next_offset(),
+                records: s.record_count(),
                 bytes: s.end_pos() as u64,
                 capacity: s.map.len() as u64,
                 min_timestamp_us: s.min_ts(),

@@ -19,7 +19,7 @@ pub(crate) mod scan;
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
@@ -50,6 +50,8 @@ pub(crate) struct Segment {
     max_ts: AtomicU64,
     /// Offsets in this segment may skip values (a sealed segment rewritten by compaction).
     sparse: bool,
+    /// The number of records of a sparse segment, counted when first asked.
+    sparse_records: OnceLock<u64>,
 }
 
 /// Who a segment is: its base offset, creation time and file names (from its header).
@@ -73,6 +75,7 @@ impl Segment {
             next_offset: AtomicU64::new(next_offset),
             max_ts: AtomicU64::new(max_ts),
             sparse: id.sparse,
+            sparse_records: OnceLock::new(),
         }
     }
 

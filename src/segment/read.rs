@@ -289,6 +289,14 @@ impl Segment {
         }
     }
 
+    /// Records in this segment: for a sparse segment (sealed, immutable) counted once.
+    pub fn record_count(&self) -> u64 {
+        if !self.is_sparse() {
+            return self.next_offset() - self.base_offset;
+        }
+        *self.sparse_records.get_or_init(|| self.count_records_before(self.end_pos()))
+    }
+
     /// Records in this segment before byte `end`, counted by hopping over them by length
     /// (the caller validated them up to there).
     pub fn count_records_before(&self, end: usize) -> u64 {
