@@ -98,3 +98,35 @@ impl SegmentHeader {
         Ok(h)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sparse(end_pos: u64, next_offset: u64) -> SegmentHeader {
+        SegmentHeader { base_offset: 100, created_us: 5, capacity: 4096, sparse_offsets: true, end_pos, next_offset }
+    }
+
+    #[test]
+    fn a_sparse_header_round_trips_with_where_it_ends() {
+        let h = sparse(2048, 150);
+        assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        let d = SegmentHeader::dense(100, 5, 4096);
+        assert_eq!(SegmentHeader::decode(&d.encode()), Ok(d));
+    }
+
+    #[test]
+    fn a_sparse_header_must_end_inside_its_file_and_span_some_offsets() {
+        for (h, at) in [
+            (sparse(32, 150), SEG_END_POS_AT),
+            (sparse(4097, 150), SEG_END_POS_AT),
+            (sparse(2048, 100), SEG_NEXT_OFFSET_AT),
+            (sparse(2048, 100 + (1 << 32)), SEG_NEXT_OFFSET_AT),
+        ] {
+            assert!(
+                matches!(SegmentHeader::decode(&h.encode()), Err((p, CorruptionKind::BadField(_))) if p == at),
+                "{h:?}"
+            );
+        }
+    }
+}
