@@ -480,3 +480,36 @@ fn the_cli_reads_a_compacted_log() {
     let got: Vec<u64> = d["records"].as_array().unwrap().iter().map(|r| r["offset"].as_u64().unwrap()).collect();
     assert_eq!(got, f.kept.range(from..to).copied().collect::<Vec<_>>());
 }
+
+/// A build that never reached its install (a crash while writing the new files) leaves the old
+/// segment in use; the next writer's open deletes the build's temporary files.
+#[test]
+fn a_build_interrupted_before_its_install_changes_nothing() {
+    let Built { tmp: _tmp, dir, segs, .. } = build_log();
+    let base = segs[1].0;
+    for ext in ["log", "index", "timeindex"] {
+        fs::write(dir.join(format!("{base:020}.{ext}.compact.tmp")), b"half-written").unwrap();
+    }
+    let log = Log::open(&dir, opts()).unwrap();
+    let kept: BTreeSet<u64> = (0..RECORDS).collect();
+    check_readers(&log, &kept, &[], "after an interrupted build");
+    let leftovers: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Rewriting is for sealed segments of a log no writer has open: the active segment and a
+/// locked log are refused, and nothing changes.
+#[test]
+fn rewriting_refuses_the_active_segment_and_a_log_with_a_writer() {
+    let Built { tmp: _tmp, dir, segs, .. } = build_log();
+    let last = segs[segs.len() - 1].0;
+    assert!(matches!(rewrite_segment(&dir, last, INTERVAL, |_| false), Err(Error::InvalidOptions(_))));
+    let log = Log::open(&dir, opts()).unwrap();
+    assert!(matches!(rewrite_segment(&dir, segs[0].0, INTERVAL, |_| false), Err(Error::Locked { .. })));
+    let kept: BTreeSet<u64> = (0..RECORDS).collect();
+    check_readers(&log, &kept, &[], "after refused rewrites");
+}
