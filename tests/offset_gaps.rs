@@ -513,3 +513,23 @@ fn rewriting_refuses_the_active_segment_and_a_log_with_a_writer() {
     let kept: BTreeSet<u64> = (0..RECORDS).collect();
     check_readers(&log, &kept, &[], "after refused rewrites");
 }
+
+/// Index files that describe the segment before its rewrite (restored from a backup, say) are
+/// not trusted for the rewritten one: they are rebuilt, and every read is right.
+#[test]
+fn index_files_of_the_segment_before_its_rewrite_are_not_trusted() {
+    let Built { tmp: _tmp, dir, ts, segs } = build_log();
+    let (base, next) = segs[1];
+    let names = [format!("{base:020}.index"), format!("{base:020}.timeindex")];
+    let old: Vec<Vec<u8>> = names.iter().map(|n| fs::read(dir.join(n)).unwrap()).collect();
+    // Only the last record goes: the rewritten segment is nearly the old one.
+    rewrite_segment(&dir, base, INTERVAL, |o| o + 1 != next).unwrap();
+    for (n, bytes) in names.iter().zip(&old) {
+        fs::write(dir.join(n), bytes).unwrap();
+    }
+    let log = Log::open(&dir, opts()).unwrap();
+    assert_eq!(log.open_report().indexes_rebuilt, 1);
+    let kept: BTreeSet<u64> = (0..RECORDS).filter(|&o| o + 1 != next).collect();
+    let probe: Vec<u64> = ts.values().copied().collect();
+    check_readers(&log, &kept, &probe, "stale index files replaced");
+}

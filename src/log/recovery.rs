@@ -106,7 +106,7 @@ impl Log {
             let map_len = usize::try_from(file_len.min(MAX_SEGMENT_BYTES)).unwrap_or(usize::MAX);
 
             // A segment with a valid sealed index needs no scan.
-            if let Some((sidx, info)) = segment::open_sealed_index(&paths, base, file_len) {
+            if let Some((sidx, info)) = segment::open_sealed_index(&id, file_len) {
                 let next_ok = bases.get(i + 1).is_none_or(|&nb| nb == info.next_offset);
                 if next_ok {
                     last_ts = last_ts.max(info.max_ts);
@@ -157,7 +157,7 @@ impl Log {
                 if !read_only {
                     segment::write_sealed_index_files(&paths, base, opts.index_interval_bytes, &entries, info)?;
                     fsutil::fsync_dir(dir)?;
-                    if let Some((sidx, info)) = segment::open_sealed_index(&paths, base, file_len) {
+                    if let Some((sidx, info)) = segment::open_sealed_index(&id, file_len) {
                         segs.push(Arc::new(Segment::sealed(id, &file, map_len, sidx, info)?));
                         continue;
                     }

@@ -9,7 +9,7 @@ use crate::format::segment_header::SEG_BASE_AT;
 use crate::format::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
 use crate::segment::index::write_active_index_files;
-use crate::segment::{SegmentId, SegmentPaths};
+use crate::segment::{SegmentId, SegmentPaths, SparseEnd};
 
 /// Read and validate the segment header of an open data file.
 pub(crate) fn read_segment_header(file: &mut File, path: &Path) -> Result<(SegmentHeader, u64)> {
@@ -68,6 +68,7 @@ pub(crate) fn open_data_file(dir: &Path, base: u64, writable: bool) -> Result<(S
     if hdr.base_offset != base {
         return Err(Error::corrupt(&paths.data, SEG_BASE_AT as u64, CorruptionKind::BadField("base_offset")));
     }
-    let id = SegmentId { base_offset: base, created_us: hdr.created_us, paths, sparse: hdr.sparse_offsets };
+    let sparse = hdr.sparse_offsets.then_some(SparseEnd { end_pos: hdr.end_pos, next_offset: hdr.next_offset });
+    let id = SegmentId { base_offset: base, created_us: hdr.created_us, paths, sparse };
     Ok((id, file, file_len, hdr.capacity))
 }

@@ -27,8 +27,7 @@ use crate::format::index::{
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::io::fs as fsutil;
 use crate::io::mmap::{self, SegmentMap};
-use crate::segment::file::read_segment_header;
-use crate::segment::SegmentPaths;
+use crate::segment::{SegmentId, SegmentPaths};
 
 /// Number of entries `i < n` with `key(i) <= target`, for keys that never decrease.
 ///
@@ -340,9 +339,11 @@ pub(crate) fn write_sealed_index_files(
     Ok(())
 }
 
-/// Open the sealed indexes of a segment, if both files are present, sealed, consistent with
-/// each other and with the data file. `None` means: rebuild.
-pub(crate) fn open_sealed_index(paths: &SegmentPaths, base: u64, capacity: u64) -> Option<(SealedIndex, SealInfo)> {
+/// Open the sealed indexes of segment `id` (whose data file holds `capacity` bytes), if both
+/// files are present, sealed, consistent with each other and with the data file (for a
+/// sparse segment: with where its header says it ends). `None` means: rebuild.
+pub(crate) fn open_sealed_index(id: &SegmentId, capacity: u64) -> Option<(SealedIndex, SealInfo)> {
+    let (paths, base) = (&id.paths, id.base_offset);
     let offsets = MappedIndex::<OffsetEntry>::open(&paths.offset_index, base)?;
     let times = MappedIndex::<TimeEntry>::open(&paths.time_index, base)?;
     let (oh, th) = (*offsets.header(), *times.header());
@@ -353,7 +354,8 @@ pub(crate) fn open_sealed_index(paths: &SegmentPaths, base: u64, capacity: u64) 
         && oh.next_offset >= base
         && oh.end_pos >= SEGMENT_HEADER_LEN as u64
         && oh.end_pos <= capacity
-        && sparse_end_agrees(paths, info);
+        // Index files left from the segment a sparse one replaced must not be trusted.
+        && id.sparse.is_none_or(|end| (end.end_pos, end.next_offset) == (info.end_pos, info.next_offset));
     if !consistent {
         return None;
     }
@@ -367,17 +369,6 @@ pub(crate) fn open_sealed_index(paths: &SegmentPaths, base: u64, capacity: u64) 
         }
     }
     Some((idx, info))
-}
-
-/// A sparse segment's header states where its records end and the offsets it spans; its
-/// sealed index must agree (index files left from the segment it replaced must not be
-/// trusted). True for a dense segment.
-fn sparse_end_agrees(paths: &SegmentPaths, info: SealInfo) -> bool {
-    let Ok(mut f) = File::open(&paths.data) else { return false };
-    match read_segment_header(&mut f, &paths.data) {
-        Ok((h, _)) => !h.sparse_offsets || (h.end_pos == info.end_pos && h.next_offset == info.next_offset),
-        Err(_) => false,
-    }
 }
 
 /// Read the active index entries of a segment, keeping only those before `trusted_pos`

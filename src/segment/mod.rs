@@ -48,8 +48,9 @@ pub(crate) struct Segment {
     next_offset: AtomicU64,
     /// Timestamp of the last published record (timestamps never decrease).
     max_ts: AtomicU64,
-    /// Offsets in this segment may skip values (a sealed segment rewritten by compaction).
-    sparse: bool,
+    /// Set if offsets in this segment may skip values (a sealed segment rewritten by
+    /// compaction): where its header says it ends.
+    sparse: Option<SparseEnd>,
     /// The number of records of a sparse segment, counted when first asked.
     sparse_records: OnceLock<u64>,
 }
@@ -60,8 +61,17 @@ pub(crate) struct SegmentId {
     pub base_offset: u64,
     pub created_us: u64,
     pub paths: SegmentPaths,
-    /// The header's sparse-offsets flag.
-    pub sparse: bool,
+    /// Set if the header has the sparse-offsets flag: where it says the segment ends.
+    pub sparse: Option<SparseEnd>,
+}
+
+/// Where a sparse segment ends, as its header records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SparseEnd {
+    /// End of the records (bytes, header included).
+    pub end_pos: u64,
+    /// One past the last offset the segment spans.
+    pub next_offset: u64,
 }
 
 impl Segment {
@@ -108,7 +118,7 @@ impl Segment {
         let paths = SegmentPaths::new(dir, base);
         let (map, mw) = SegmentMap::map_rw(&file, capacity, SEGMENT_HEADER_LEN).at(&paths.data)?;
         let files = open_index_files_for_append(&paths)?;
-        let id = SegmentId { base_offset: base, created_us, paths, sparse: false };
+        let id = SegmentId { base_offset: base, created_us, paths, sparse: None };
         Ok((Segment::in_memory(id, map, Vec::new(), ScanState::at_start(base)), mw, files))
     }
 
@@ -127,7 +137,7 @@ impl Segment {
     /// as it is, indexed in memory).
     pub fn reopen_sealed(&self, end_pos: usize) -> Result<Option<Segment>> {
         let file = File::open(&self.paths.data).at(&self.paths.data)?;
-        let Some((sidx, info)) = open_sealed_index(&self.paths, self.base_offset, self.map.len() as u64) else {
+        let Some((sidx, info)) = open_sealed_index(&self.id(), self.map.len() as u64) else {
             return Ok(None);
         };
         debug_assert_eq!(info.end_pos as usize, end_pos);
@@ -161,7 +171,7 @@ impl Segment {
     /// True if this segment's offsets may skip values (records removed by compaction).
     #[inline]
     pub fn is_sparse(&self) -> bool {
-        self.sparse
+        self.sparse.is_some()
     }
 
     pub fn is_sealed(&self) -> bool {
