@@ -204,6 +204,18 @@ mod tests {
     }
 
     #[test]
+    fn sealed_index_files_of_format_version_1_decode() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1/clean");
+        for (ext, kind) in [("index", OFFSET_INDEX), ("timeindex", TIME_INDEX)] {
+            let b = std::fs::read(dir.join(format!("00000000000000000000.{ext}"))).unwrap();
+            assert_eq!(le_u32(&b, IDX_VERSION_AT), 1);
+            let h = IndexHeader::decode(&b, kind).unwrap();
+            assert!(h.sealed, "{ext}");
+            assert_eq!(b.len(), INDEX_HEADER_LEN + h.entry_count as usize * kind.entry_len, "{ext}");
+        }
+    }
+
+    #[test]
     fn entries_round_trip_at_their_kinds_width() {
         let offs = [OffsetEntry { rel: 0, pos: 64 }, OffsetEntry { rel: 9, pos: 4200 }];
         let b = encode_entries(offs.iter().copied());
