@@ -15,7 +15,8 @@ pub struct Damage {
     pub file: PathBuf,
     /// Byte position of the first invalid frame.
     pub position: u64,
-    /// Offset the log expected there.
+    /// Offset the log expected there (in a segment with gaps: the lowest offset allowed
+    /// there).
     pub offset: u64,
     /// What is wrong.
     pub kind: CorruptionKind,
@@ -27,7 +28,7 @@ pub struct Damage {
 pub struct VerifyReport {
     /// Segments scanned.
     pub segments: u64,
-    /// Records that validated.
+    /// Records that validated (offsets that compaction emptied are not records).
     pub records: u64,
     /// Bytes of records scanned.
     pub bytes: u64,
