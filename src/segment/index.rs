@@ -395,7 +395,8 @@ pub(crate) fn read_active_index(paths: &SegmentPaths, base: u64, trusted_pos: us
 
 #[cfg(test)]
 mod tests {
-    use super::count_le;
+    use super::*;
+    use crate::format::{le_u32, le_u64, put_u32, put_u64};
 
     fn naive(keys: &[u64], t: u64) -> usize {
         keys.iter().filter(|&&k| k <= t).count()
@@ -417,5 +418,45 @@ mod tests {
                 assert_eq!(count_le(keys.len(), |i| keys[i], t), naive(keys, t), "t={t} keys={}", keys.len());
             }
         }
+    }
+
+    /// A kind the log does not have yet, defined the way a key index would be: an entry type
+    /// and its kind. Files of it are written, mapped and searched with the generic pieces.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct KeyEntry {
+        hash: u64,
+        rel: u32,
+        pos: u32,
+    }
+
+    impl IndexEntryCodec for KeyEntry {
+        const KIND: IndexKind = IndexKind { magic: *b"TDLGKIX\0", entry_len: 16 };
+        fn put(&self, out: &mut [u8]) {
+            put_u64(out, 0, self.hash);
+            put_u32(out, 8, self.rel);
+            put_u32(out, 12, self.pos);
+        }
+        fn get(b: &[u8]) -> Self {
+            KeyEntry { hash: le_u64(b, 0), rel: le_u32(b, 8), pos: le_u32(b, 12) }
+        }
+    }
+
+    #[test]
+    fn a_new_kind_of_index_is_an_entry_type_and_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000100.keyindex");
+        let entries: Vec<KeyEntry> =
+            (0..500u32).map(|i| KeyEntry { hash: u64::from(i) * 7919, rel: i, pos: 64 + i * 48 }).collect();
+        let seal = SealInfo { end_pos: 64 + 500 * 48, next_offset: 600, max_ts: 9 };
+        let header = index_header(KeyEntry::KIND, 100, 4096, entries.len(), Some(seal));
+        fs::write(&path, index_file_bytes(header, entries.iter().copied())).unwrap();
+        let idx = MappedIndex::<KeyEntry>::open(&path, 100).unwrap();
+        assert_eq!((idx.len(), idx.header().next_offset), (500, 600));
+        assert_eq!(idx.get(321), entries[321]);
+        // Sorted by hash: the generic search finds a key's entry.
+        let i = count_le(idx.len(), |i| idx.get(i).hash, 77 * 7919);
+        assert_eq!(idx.get(i - 1).rel, 77);
+        assert!(MappedIndex::<OffsetEntry>::open(&path, 100).is_none(), "another kind's file is refused");
+        assert!(MappedIndex::<KeyEntry>::open(&path, 101).is_none(), "another segment's file is refused");
     }
 }
