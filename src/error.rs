@@ -267,6 +267,17 @@ pub enum Error {
         /// Why it stopped, if it failed.
         cause: Option<String>,
     },
+    /// The offset lies in a gap: compaction removed the record that had it from a sealed
+    /// segment. Every other record keeps its offset; reading on from `next_existing` (or
+    /// with a cursor, which steps over gaps) continues with the records that remain.
+    #[error("the record at offset {offset} was removed by compaction; the next record is at {next_existing}")]
+    OffsetCompacted {
+        /// The requested offset.
+        offset: u64,
+        /// Offset of the first record after it that exists, or the log's next offset if no
+        /// later record exists yet.
+        next_existing: u64,
+    },
 }
 
 impl Error {

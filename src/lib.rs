@@ -54,6 +54,8 @@ mod projection;
 mod record;
 mod segment;
 mod store;
+#[doc(hidden)]
+pub mod testing;
 mod time;
 
 pub use crate::consumer::{
@@ -73,14 +75,6 @@ pub use crate::projection::{
 };
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
-
-/// Test support, not part of the stable API: a hook on the storage seam (every write, fsync,
-/// msync, fallocate and rename the engine makes), installed for one directory, that can make
-/// a chosen call fail or watch what reached stable storage. See `docs/architecture.md`.
-#[doc(hidden)]
-pub mod testing {
-    pub use crate::io::storage::{install, FaultInjector, Installed, IoCall, IoOp};
-}
 
 /// Decode the record frame at `pos` in `bytes`, as recovery and readers do. Exposed for
 /// fuzzing and tools: returns the record or a classified error, and never panics.

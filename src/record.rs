@@ -110,6 +110,7 @@ pub struct RecordView<'a> {
     key: Option<&'a [u8]>,
     headers: &'a [u8],
     payload: &'a [u8],
+    tombstone: bool,
 }
 
 impl std::fmt::Debug for RecordView<'_> {
@@ -136,6 +137,7 @@ impl<'a> RecordView<'a> {
             key: hdr.has_key.then(|| &frame[kstart..kend]),
             headers: &frame[kend..hend],
             payload: &frame[hend..],
+            tombstone: hdr.tombstone,
         }
     }
 
@@ -154,6 +156,11 @@ impl<'a> RecordView<'a> {
     /// The payload.
     pub fn payload(&self) -> &'a [u8] {
         self.payload
+    }
+    /// True if the record is a tombstone: it marks its key as deleted, for key compaction
+    /// (format flag bit 2). Appends never set it yet.
+    pub fn is_tombstone(&self) -> bool {
+        self.tombstone
     }
     /// The headers, in order.
     pub fn headers(&self) -> HeaderIter<'a> {

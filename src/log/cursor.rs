@@ -6,11 +6,13 @@ use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::log::Log;
 use crate::record::{OwnedRecord, RecordView};
-use crate::segment::Segment;
+use crate::segment::{Located, Segment};
 
 impl Log {
     /// A cursor reading forward from `offset`, borrowing each record from the map.
     /// At the end of the log it returns `None`; call again later to pick up new records.
+    /// Offsets whose records compaction removed are stepped over: a cursor at such an offset
+    /// reads the next record that exists.
     /// A cursor may start at an offset not yet written: it returns `None` until that offset
     /// is committed, then reads from it (this is how a tailing reader starts at
     /// [`Log::next_offset`]). An offset below [`Log::first_offset`] gives
@@ -42,7 +44,9 @@ impl std::fmt::Debug for Cursor {
 }
 
 impl Cursor {
-    /// Offset of the record the next call to [`Cursor::next`] returns.
+    /// Offset from which the next call to [`Cursor::next`] reads: one past the last record
+    /// returned (or where the cursor was placed). The record returned next has this offset,
+    /// or a later one if compaction removed the records in between.
     pub fn position(&self) -> u64 {
         self.next
     }
@@ -62,7 +66,14 @@ impl Cursor {
         }
         self.idx = self.segs.partition_point(|s| s.base_offset <= self.next).saturating_sub(1);
         let seg = &self.segs[self.idx];
-        self.pos = if self.next == seg.base_offset { SEGMENT_HEADER_LEN } else { seg.find(self.next)?.1 };
+        self.pos = if self.next == seg.base_offset {
+            SEGMENT_HEADER_LEN
+        } else {
+            // In a gap: the record after it.
+            match seg.locate(self.next)? {
+                Located::At(_, pos) | Located::Gap { pos, .. } => pos,
+            }
+        };
         self.positioned = true;
         Ok(())
     }
@@ -98,10 +109,16 @@ impl Cursor {
                 }
                 continue;
             }
+            if self.segs[self.idx].is_sparse() && self.pos >= self.segs[self.idx].end_pos() {
+                // Compaction removed the rest of this segment: step over the gap.
+                self.next = seg_end;
+                continue;
+            }
             let seg = &self.segs[self.idx];
-            let (rec, next_pos) = seg.decode_at(self.pos, self.next)?;
+            let (rec, next_pos) = seg.decode_next(self.pos, self.next)?;
             self.pos = next_pos;
-            self.next += 1;
+            // One past the record: in a sparse segment it may lie past a gap.
+            self.next = rec.offset() + 1;
             return Ok(Some(rec));
         }
     }

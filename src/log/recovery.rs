@@ -121,13 +121,15 @@ fn read_checkpoint(dir: &Path) -> Result<CheckpointState> {
 }
 
 /// True for the temporary names tidelog itself gives files it replaces atomically or creates
-/// (`{20 digits}.log.tmp`, `.index.tmp`, `.timeindex.tmp`, `checkpoint.tmp`): the only
-/// `*.tmp` files a writer's open removes.
+/// (`{20 digits}.log.tmp`, `.index.tmp`, `.timeindex.tmp`, the same with `.compact.tmp`, and
+/// `checkpoint.tmp`): the only `*.tmp` files a writer's open removes.
 fn is_own_tmp(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".tmp") else { return false };
     if stem == CHECKPOINT_FILE {
         return true;
     }
+    // Files of a segment rewrite that never got installed end in `.compact.tmp`.
+    let stem = stem.strip_suffix(".compact").unwrap_or(stem);
     let digits = ["log", "index", "timeindex"].iter().find_map(|ext| stem.strip_suffix(ext)?.strip_suffix('.'));
     digits.is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -277,11 +279,13 @@ fn load(dir: &Path, opts: &Options, found: &Discovered, writable: bool) -> Resul
         };
         let map_len = map_len_of(file_len);
         // A segment with a valid sealed index that ends where the next begins needs no scan.
-        if let Some((sidx, info)) = segment::open_sealed_index(&id.paths, base, file_len) {
+        let mut recorded_end = id.sparse.map(|s| s.next_offset);
+        if let Some((sidx, info)) = segment::open_sealed_index(&id, file_len) {
             if info.next_offset == want {
                 out.sealed.push(Loaded::Sealed { id, file, map_len, sidx, info });
                 continue;
             }
+            recorded_end = Some(info.next_offset);
         }
         // No usable index: validate the segment whole (its index is rebuilt at apply).
         let map = SegmentMap::map_ro(&file, map_len, 0).at(&id.paths.data)?;
@@ -303,8 +307,14 @@ fn load(dir: &Path, opts: &Options, found: &Discovered, writable: bool) -> Resul
                     ScanStop::Invalid { bad_pos, kind, .. } => {
                         (Location::File { path: id.paths.data.clone(), position: bad_pos as u64 }, kind)
                     }
-                    // The file ends cleanly but the next segment starts later: the records
-                    // in between are in no file.
+                    // The file's records end before the end its sealed index or header
+                    // records: they are missing from this file, where they should be.
+                    ScanStop::End if recorded_end.is_some_and(|e| e > end.next_offset) => (
+                        Location::File { path: id.paths.data.clone(), position: end.pos as u64 },
+                        CorruptionKind::MissingData,
+                    ),
+                    // The file ends where it says it does, but the next segment starts later:
+                    // the records in between are in no file.
                     ScanStop::End => {
                         (Location::Log { dir: dir.to_path_buf(), offset: end.next_offset }, CorruptionKind::MissingData)
                     }
@@ -723,11 +733,9 @@ impl Log {
                             info,
                         )?;
                         rebuilt_index = true;
-                        if let Some((sidx, info)) = segment::open_sealed_index(
-                            &id.paths,
-                            id.base_offset,
-                            file.metadata().at(&id.paths.data)?.len(),
-                        ) {
+                        if let Some((sidx, info)) =
+                            segment::open_sealed_index(&id, file.metadata().at(&id.paths.data)?.len())
+                        {
                             segs.push(Arc::new(Segment::sealed(id, &file, map_len, sidx, info)?));
                             continue;
                         }

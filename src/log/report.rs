@@ -34,10 +34,13 @@ pub struct OpenReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentInfo {
-    /// Offset of the segment's first record.
+    /// The first offset the segment spans: its first record's, unless compaction removed
+    /// that record (a compacted segment keeps its base).
     pub base_offset: u64,
-    /// One past the segment's last record.
+    /// One past the last offset the segment spans (the next segment's base).
     pub next_offset: u64,
+    /// Records in the segment: `next_offset - base_offset`, less any that compaction removed.
+    pub records: u64,
     /// Bytes used (segment header and records).
     pub bytes: u64,
     /// Bytes reserved on disk.

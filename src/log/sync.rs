@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::Result;
-use crate::format::index::{INDEX_HEADER_LEN, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::format::Checkpoint;
 use crate::io::{fs as fsutil, storage};
 use crate::log::recovery::CHECKPOINT_FILE;
@@ -188,18 +187,7 @@ impl Inner {
         let entries = w.seg.active_entries();
         if entries.len() > w.index_persisted {
             let new = &entries[w.index_persisted..];
-            let mut o = Vec::with_capacity(new.len() * OFFSET_ENTRY_LEN);
-            let mut t = Vec::with_capacity(new.len() * TIME_ENTRY_LEN);
-            for e in new {
-                o.extend_from_slice(&e.rel.to_le_bytes());
-                o.extend_from_slice(&e.pos.to_le_bytes());
-                t.extend_from_slice(&e.ts.to_le_bytes());
-                t.extend_from_slice(&e.rel.to_le_bytes());
-            }
-            let oat = (INDEX_HEADER_LEN + w.index_persisted * OFFSET_ENTRY_LEN) as u64;
-            let tat = (INDEX_HEADER_LEN + w.index_persisted * TIME_ENTRY_LEN) as u64;
-            storage::write_all_at(&w.index_files.0, &w.seg.paths.offset_index, &o, oat)?;
-            storage::write_all_at(&w.index_files.1, &w.seg.paths.time_index, &t, tat)?;
+            crate::segment::append_active_index_entries(&w.index_files, &w.seg.paths, w.index_persisted, new)?;
             w.index_persisted = entries.len();
         }
         Ok(w.index_files.clone())

@@ -18,7 +18,8 @@ pub struct Damage {
     pub file: PathBuf,
     /// Byte position of the first invalid frame.
     pub position: u64,
-    /// Offset the log expected there.
+    /// Offset the log expected there (in a segment with gaps: the lowest offset allowed
+    /// there).
     pub offset: u64,
     /// What is wrong.
     pub kind: CorruptionKind,
@@ -49,7 +50,7 @@ pub struct TornTail {
 pub struct VerifyReport {
     /// Segments scanned.
     pub segments: u64,
-    /// Records that validated.
+    /// Records that validated (offsets that compaction emptied are not records).
     pub records: u64,
     /// Bytes of records scanned.
     pub bytes: u64,
@@ -115,7 +116,11 @@ impl Log {
         loop {
             let from = st;
             let stop = segment::scan_frames(&seg.map, seg.base_offset, &mut st, interval, &mut Vec::new(), Some(end));
-            report.records += st.next_offset - from.next_offset;
+            report.records += if seg.is_sparse() {
+                seg.count_records_before(st.pos) - seg.count_records_before(from.pos)
+            } else {
+                st.next_offset - from.next_offset
+            };
             report.bytes += (st.pos - from.pos) as u64;
             if st.next_offset >= want {
                 return;

@@ -10,7 +10,7 @@ use crate::format::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
 use crate::io::storage;
 use crate::segment::index::write_active_index_files;
-use crate::segment::{SegmentId, SegmentPaths};
+use crate::segment::{SegmentId, SegmentPaths, SparseEnd};
 
 /// Read and validate the segment header of an open data file.
 pub(crate) fn read_segment_header(file: &mut File, path: &Path) -> Result<(SegmentHeader, u64)> {
@@ -35,7 +35,7 @@ pub(crate) fn create_segment_file(dir: &Path, base: u64, created_us: u64, capaci
     let tmp = fsutil::tmp_path(&paths.data);
     let mut f = storage::create(&tmp, OpenOptions::new().read(true).write(true).create(true).truncate(true))?;
     storage::fallocate(&f, &tmp, capacity)?;
-    let hdr = SegmentHeader { base_offset: base, created_us, capacity, sparse_offsets: false };
+    let hdr = SegmentHeader::dense(base, created_us, capacity);
     storage::write_all(&mut f, &tmp, &hdr.encode())?;
     storage::sync_all(&f, &tmp)?;
     storage::rename(&tmp, &paths.data)?;
@@ -65,5 +65,7 @@ pub(crate) fn open_data_file(dir: &Path, base: u64, writable: bool) -> Result<(S
     if hdr.base_offset != base {
         return Err(Error::corrupt(&paths.data, SEG_BASE_AT as u64, CorruptionKind::BadField("base_offset")));
     }
-    Ok((SegmentId { base_offset: base, created_us: hdr.created_us, paths }, file, file_len, hdr.capacity))
+    let sparse = hdr.sparse_offsets.then_some(SparseEnd { end_pos: hdr.end_pos, next_offset: hdr.next_offset });
+    let id = SegmentId { base_offset: base, created_us: hdr.created_us, paths, sparse };
+    Ok((id, file, file_len, hdr.capacity))
 }

@@ -1,6 +1,9 @@
-//! A segment's sparse indexes: the offset index and the time index. The active segment keeps
-//! its entries in memory (under a short `RwLock`) and appends them to its index files lazily;
-//! a sealed segment's index files are immutable and mapped read-only.
+//! A segment's index files. [`MappedIndex`] is any sealed index file (the generic layout of
+//! `format::index`), mapped read-only; the functions below build, append to and read back
+//! files of any kind. The segment's sparse index is two instances, the offset index and the
+//! time index: the active segment keeps its entries in memory (under a short `RwLock`) and
+//! appends them to its index files lazily; a sealed segment's index files are immutable and
+//! mapped read-only.
 //!
 //! Index entry `i` of the offset index and entry `i` of the time index describe the same
 //! record. Indexes are derived data: a lookup that lands on a position whose record does not
@@ -8,20 +11,22 @@
 //! but never change its result.
 
 use std::fs::{self, File, OpenOptions};
-use std::path::Path;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::error::{IoContext, Result};
 use crate::format::index::{
-    IndexHeader, INDEX_HEADER_LEN, OFFSET_ENTRY_LEN, OFFSET_INDEX_MAGIC, TIME_ENTRY_LEN, TIME_INDEX_MAGIC,
+    encode_entries, entry_at, IndexEntryCodec, IndexHeader, IndexKind, OffsetEntry, TimeEntry, INDEX_HEADER_LEN,
+    OFFSET_INDEX, TIME_INDEX,
 };
-use crate::format::{le_u32, le_u64, SEGMENT_HEADER_LEN};
+use crate::format::SEGMENT_HEADER_LEN;
 use crate::io::fs as fsutil;
 use crate::io::mmap::{self, SegmentMap};
 use crate::io::storage;
-use crate::segment::SegmentPaths;
+use crate::segment::{SegmentId, SegmentPaths};
 
 /// Number of entries `i < n` with `key(i) <= target`, for keys that never decrease.
 ///
@@ -88,12 +93,22 @@ pub(crate) fn count_le(n: usize, key: impl Fn(usize) -> u64, target: u64) -> usi
     lo + 1
 }
 
-/// One index point: the record at byte `pos` has relative offset `rel` and timestamp `ts`.
+/// One point of a segment's sparse index: the record at byte `pos` has relative offset `rel`
+/// and timestamp `ts`. Stored as entry `i` of both the offset index and the time index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IndexEntry {
     pub rel: u32,
     pub pos: u32,
     pub ts: u64,
+}
+
+impl IndexEntry {
+    fn offset_entry(&self) -> OffsetEntry {
+        OffsetEntry { rel: self.rel, pos: self.pos }
+    }
+    fn time_entry(&self) -> TimeEntry {
+        TimeEntry { ts: self.ts, rel: self.rel }
+    }
 }
 
 /// The in-memory index of the active segment.
@@ -102,21 +117,96 @@ pub(crate) struct ActiveIndex {
     pub entries: Vec<IndexEntry>,
 }
 
+/// A sealed index file of one kind, mapped read-only: its header and `count` entries.
+pub(crate) struct MappedIndex<E> {
+    map: Arc<SegmentMap>,
+    header: IndexHeader,
+    count: usize,
+    kind: PhantomData<fn() -> E>,
+}
+
+impl<E> std::fmt::Debug for MappedIndex<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedIndex").field("header", &self.header).field("count", &self.count).finish()
+    }
+}
+
+impl<E: IndexEntryCodec> MappedIndex<E> {
+    /// Map the index file at `path` if it is a sealed index of this kind for segment `base`
+    /// whose length matches its entry count. `None` means: rebuild.
+    pub fn open(path: &Path, base: u64) -> Option<MappedIndex<E>> {
+        let file = File::open(path).ok()?;
+        let map = mmap::map_whole_ro(&file).ok()?;
+        let header = IndexHeader::decode(map.published_bytes(), E::KIND)?;
+        let count = usize::try_from(header.entry_count).ok()?;
+        let whole = INDEX_HEADER_LEN + count.checked_mul(E::KIND.entry_len)?;
+        (header.sealed && header.base_offset == base && map.len() == whole).then_some(MappedIndex {
+            map,
+            header,
+            count,
+            kind: PhantomData,
+        })
+    }
+
+    pub fn header(&self) -> &IndexHeader {
+        &self.header
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Entry `i` (`i < len()`).
+    #[inline]
+    pub fn get(&self, i: usize) -> E {
+        entry_at(&self.map.published_bytes()[INDEX_HEADER_LEN..], i)
+    }
+}
+
+/// The bytes of a whole index file: `header`, then `entries`.
+pub(crate) fn index_file_bytes<E: IndexEntryCodec>(
+    header: IndexHeader,
+    entries: impl ExactSizeIterator<Item = E>,
+) -> Vec<u8> {
+    let mut out = header.encode().to_vec();
+    out.extend_from_slice(&encode_entries(entries));
+    out
+}
+
+/// Read a whole index file of this kind for segment `base` (an active index: entries are
+/// taken as far as the file holds whole ones). `None` if it is missing or its header is off.
+pub(crate) fn read_index_file<E: IndexEntryCodec>(path: &Path, base: u64) -> Option<Vec<E>> {
+    let b = fs::read(path).ok()?;
+    let h = IndexHeader::decode(&b, E::KIND)?;
+    if h.base_offset != base {
+        return None;
+    }
+    let body = &b[INDEX_HEADER_LEN..];
+    Some((0..body.len() / E::KIND.entry_len).map(|i| entry_at(body, i)).collect())
+}
+
+/// Write `entries` into the open index file at `path` after its first `persisted` entries.
+pub(crate) fn append_index_entries<E: IndexEntryCodec>(
+    file: &File,
+    path: &Path,
+    persisted: usize,
+    entries: impl ExactSizeIterator<Item = E>,
+) -> Result<()> {
+    let at = (INDEX_HEADER_LEN + persisted * E::KIND.entry_len) as u64;
+    storage::write_all_at(file, path, &encode_entries(entries), at)
+}
+
 /// The mapped, immutable index files of a sealed segment.
 #[derive(Debug)]
 pub(crate) struct SealedIndex {
-    offsets: Arc<SegmentMap>,
-    times: Arc<SegmentMap>,
-    count: usize,
+    offsets: MappedIndex<OffsetEntry>,
+    times: MappedIndex<TimeEntry>,
 }
 
 impl SealedIndex {
     fn entry(&self, i: usize) -> IndexEntry {
-        let o = self.offsets.published_bytes();
-        let t = self.times.published_bytes();
-        let oa = INDEX_HEADER_LEN + i * OFFSET_ENTRY_LEN;
-        let ta = INDEX_HEADER_LEN + i * TIME_ENTRY_LEN;
-        IndexEntry { rel: le_u32(o, oa), pos: le_u32(o, oa + 4), ts: le_u64(t, ta) }
+        let o = self.offsets.get(i);
+        IndexEntry { rel: o.rel, pos: o.pos, ts: self.times.get(i).ts }
     }
 }
 
@@ -134,38 +224,40 @@ impl SegIndex {
                 let idx = lock.read();
                 f(idx.entries.len(), &|i| idx.entries[i])
             }
-            SegIndex::Sealed(s) => f(s.count, &|i| s.entry(i)),
+            SegIndex::Sealed(s) => f(s.offsets.len(), &|i| s.entry(i)),
         }
     }
 }
 
-fn index_header(magic: [u8; 8], base: u64, interval: u32, count: u64) -> IndexHeader {
+/// The header of a segment's index files; `seal` fills the sealed fields.
+fn index_header(kind: IndexKind, base: u64, interval: u32, count: usize, seal: Option<SealInfo>) -> IndexHeader {
+    let s = seal.unwrap_or(SealInfo { end_pos: 0, next_offset: 0, max_ts: 0 });
     IndexHeader {
-        magic,
+        kind,
         interval_bytes: interval,
         base_offset: base,
-        entry_count: count,
-        end_pos: 0,
-        next_offset: 0,
-        max_timestamp_us: 0,
-        sealed: false,
+        entry_count: if seal.is_some() { count as u64 } else { 0 },
+        end_pos: s.end_pos,
+        next_offset: s.next_offset,
+        max_timestamp_us: s.max_ts,
+        sealed: seal.is_some(),
     }
 }
 
-fn encode_index_files(hdr_o: IndexHeader, entries: &[IndexEntry]) -> (Vec<u8>, Vec<u8>) {
-    let mut hdr_t = hdr_o;
-    hdr_t.magic = TIME_INDEX_MAGIC;
-    let mut o = Vec::with_capacity(INDEX_HEADER_LEN + entries.len() * OFFSET_ENTRY_LEN);
-    let mut t = Vec::with_capacity(INDEX_HEADER_LEN + entries.len() * TIME_ENTRY_LEN);
-    o.extend_from_slice(&hdr_o.encode());
-    t.extend_from_slice(&hdr_t.encode());
-    for e in entries {
-        o.extend_from_slice(&e.rel.to_le_bytes());
-        o.extend_from_slice(&e.pos.to_le_bytes());
-        t.extend_from_slice(&e.ts.to_le_bytes());
-        t.extend_from_slice(&e.rel.to_le_bytes());
-    }
-    (o, t)
+/// The offset index and time index files of a segment with these entries.
+fn offset_and_time_files(
+    base: u64,
+    interval: u32,
+    entries: &[IndexEntry],
+    seal: Option<SealInfo>,
+) -> [(IndexKind, Vec<u8>); 2] {
+    let n = entries.len();
+    let o = index_header(OFFSET_INDEX, base, interval, n, seal);
+    let t = index_header(TIME_INDEX, base, interval, n, seal);
+    [
+        (OFFSET_INDEX, index_file_bytes(o, entries.iter().map(IndexEntry::offset_entry))),
+        (TIME_INDEX, index_file_bytes(t, entries.iter().map(IndexEntry::time_entry))),
+    ]
 }
 
 /// Replace the active index files with these entries (temporary file + rename, so a follower
@@ -176,9 +268,14 @@ pub(crate) fn write_active_index_files(
     interval: u32,
     entries: &[IndexEntry],
 ) -> Result<()> {
-    let (o, t) = encode_index_files(index_header(OFFSET_INDEX_MAGIC, base, interval, 0), entries);
-    replace_file(&paths.offset_index, &o, false)?;
-    replace_file(&paths.time_index, &t, false)
+    for (kind, bytes) in offset_and_time_files(base, interval, entries, None) {
+        let path = paths.index(kind);
+        let tmp = fsutil::tmp_path(path);
+        let mut f = storage::create(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
+        storage::write_all(&mut f, &tmp, &bytes)?;
+        storage::rename(&tmp, path)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn open_index_files_for_append(paths: &SegmentPaths) -> Result<(File, File)> {
@@ -187,26 +284,46 @@ pub(crate) fn open_index_files_for_append(paths: &SegmentPaths) -> Result<(File,
     Ok((o, t))
 }
 
-fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
-    if durable {
-        return fsutil::atomic_write(path, bytes);
-    }
-    let tmp = fsutil::tmp_path(path);
-    let mut f = storage::create(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
-    storage::write_all(&mut f, &tmp, bytes)?;
-    storage::rename(&tmp, path)
+/// Write the active index entries `new` into the index files opened by
+/// [`open_index_files_for_append`], after the first `persisted` entries.
+pub(crate) fn append_active_index_entries(
+    files: &(File, File),
+    paths: &SegmentPaths,
+    persisted: usize,
+    new: &[IndexEntry],
+) -> Result<()> {
+    append_index_entries(&files.0, &paths.offset_index, persisted, new.iter().map(IndexEntry::offset_entry))?;
+    append_index_entries(&files.1, &paths.time_index, persisted, new.iter().map(IndexEntry::time_entry))
 }
 
 /// Facts about a sealed segment, stored in its index headers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SealInfo {
     pub end_pos: u64,
     pub next_offset: u64,
     pub max_ts: u64,
 }
 
-/// Write the sealed index files of a segment durably (fsynced; the caller fsyncs the
-/// directory).
+/// Write the sealed index files of a segment to `dest(kind)`, each fsynced (the caller
+/// renames them into place, or fsyncs the directory).
+pub(crate) fn write_sealed_index_files_to(
+    dest: impl Fn(IndexKind) -> PathBuf,
+    base: u64,
+    interval: u32,
+    entries: &[IndexEntry],
+    seal: SealInfo,
+) -> Result<()> {
+    for (kind, bytes) in offset_and_time_files(base, interval, entries, Some(seal)) {
+        let path = dest(kind);
+        let mut f = storage::create(&path, OpenOptions::new().write(true).create(true).truncate(true))?;
+        storage::write_all(&mut f, &path, &bytes)?;
+        storage::sync_all(&f, &path)?;
+    }
+    Ok(())
+}
+
+/// Write the sealed index files of a segment durably, in place: temporary files, fsynced,
+/// renamed (the caller fsyncs the directory).
 pub(crate) fn write_sealed_index_files(
     paths: &SegmentPaths,
     base: u64,
@@ -214,56 +331,43 @@ pub(crate) fn write_sealed_index_files(
     entries: &[IndexEntry],
     seal: SealInfo,
 ) -> Result<()> {
-    let mut h = index_header(OFFSET_INDEX_MAGIC, base, interval, entries.len() as u64);
-    h.sealed = true;
-    h.end_pos = seal.end_pos;
-    h.next_offset = seal.next_offset;
-    h.max_timestamp_us = seal.max_ts;
-    let (o, t) = encode_index_files(h, entries);
-    for (path, bytes) in [(&paths.offset_index, &o), (&paths.time_index, &t)] {
-        let tmp = fsutil::tmp_path(path);
-        let mut f = storage::create(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
-        storage::write_all(&mut f, &tmp, bytes)?;
-        storage::sync_all(&f, &tmp)?;
-        storage::rename(&tmp, path)?;
+    write_sealed_index_files_to(|k| fsutil::tmp_path(paths.index(k)), base, interval, entries, seal)?;
+    for kind in [OFFSET_INDEX, TIME_INDEX] {
+        let path = paths.index(kind);
+        storage::rename(&fsutil::tmp_path(path), path)?;
     }
     Ok(())
 }
 
-/// Open the sealed indexes of a segment, if both files are present, sealed, consistent with
-/// each other and with the data file. `None` means: rebuild.
-pub(crate) fn open_sealed_index(paths: &SegmentPaths, base: u64, capacity: u64) -> Option<(SealedIndex, SealInfo)> {
-    let of = File::open(&paths.offset_index).ok()?;
-    let tf = File::open(&paths.time_index).ok()?;
-    let om = mmap::map_whole_ro(&of).ok()?;
-    let tm = mmap::map_whole_ro(&tf).ok()?;
-    let oh = IndexHeader::decode(om.published_bytes(), OFFSET_INDEX_MAGIC)?;
-    let th = IndexHeader::decode(tm.published_bytes(), TIME_INDEX_MAGIC)?;
-    let count = usize::try_from(oh.entry_count).ok()?;
-    let consistent = oh.sealed
-        && th.sealed
-        && oh.base_offset == base
-        && th.base_offset == base
-        && th.entry_count == oh.entry_count
+/// Open the sealed indexes of segment `id` (whose data file holds `capacity` bytes), if both
+/// files are present, sealed, consistent with each other and with the data file (for a
+/// sparse segment: with where its header says it ends). `None` means: rebuild.
+pub(crate) fn open_sealed_index(id: &SegmentId, capacity: u64) -> Option<(SealedIndex, SealInfo)> {
+    let (paths, base) = (&id.paths, id.base_offset);
+    let offsets = MappedIndex::<OffsetEntry>::open(&paths.offset_index, base)?;
+    let times = MappedIndex::<TimeEntry>::open(&paths.time_index, base)?;
+    let (oh, th) = (*offsets.header(), *times.header());
+    let info = SealInfo { end_pos: oh.end_pos, next_offset: oh.next_offset, max_ts: oh.max_timestamp_us };
+    let consistent = th.entry_count == oh.entry_count
         && th.end_pos == oh.end_pos
         && th.next_offset == oh.next_offset
         && oh.next_offset >= base
         && oh.end_pos >= SEGMENT_HEADER_LEN as u64
         && oh.end_pos <= capacity
-        && om.len() == INDEX_HEADER_LEN + count.checked_mul(OFFSET_ENTRY_LEN)?
-        && tm.len() == INDEX_HEADER_LEN + count.checked_mul(TIME_ENTRY_LEN)?;
+        // Index files left from the segment a sparse one replaced must not be trusted.
+        && id.sparse.is_none_or(|end| (end.end_pos, end.next_offset) == (info.end_pos, info.next_offset));
     if !consistent {
         return None;
     }
-    let idx = SealedIndex { offsets: om, times: tm, count };
+    let idx = SealedIndex { offsets, times };
     // Spot-check the last entry: it must lie inside the segment's records.
+    let count = idx.offsets.len();
     if count > 0 {
         let e = idx.entry(count - 1);
         if e.pos as u64 >= oh.end_pos || base + e.rel as u64 >= oh.next_offset {
             return None;
         }
     }
-    let info = SealInfo { end_pos: oh.end_pos, next_offset: oh.next_offset, max_ts: oh.max_timestamp_us };
     Some((idx, info))
 }
 
@@ -271,26 +375,17 @@ pub(crate) fn open_sealed_index(paths: &SegmentPaths, base: u64, capacity: u64) 
 /// (entries past the last checkpoint may not have reached the disk). Entries must be
 /// strictly increasing; reading stops at the first that is not.
 pub(crate) fn read_active_index(paths: &SegmentPaths, base: u64, trusted_pos: usize) -> Vec<IndexEntry> {
-    let (o, t) = match (fs::read(&paths.offset_index), fs::read(&paths.time_index)) {
-        (Ok(o), Ok(t)) => (o, t),
-        _ => return Vec::new(),
-    };
-    let (Some(oh), Some(th)) = (IndexHeader::decode(&o, OFFSET_INDEX_MAGIC), IndexHeader::decode(&t, TIME_INDEX_MAGIC))
-    else {
+    let (Some(o), Some(t)) = (
+        read_index_file::<OffsetEntry>(&paths.offset_index, base),
+        read_index_file::<TimeEntry>(&paths.time_index, base),
+    ) else {
         return Vec::new();
     };
-    if oh.base_offset != base || th.base_offset != base {
-        return Vec::new();
-    }
-    let n = ((o.len() - INDEX_HEADER_LEN) / OFFSET_ENTRY_LEN).min((t.len() - INDEX_HEADER_LEN) / TIME_ENTRY_LEN);
-    let mut out: Vec<IndexEntry> = Vec::with_capacity(n);
-    for i in 0..n {
-        let oa = INDEX_HEADER_LEN + i * OFFSET_ENTRY_LEN;
-        let ta = INDEX_HEADER_LEN + i * TIME_ENTRY_LEN;
-        let e = IndexEntry { rel: le_u32(&o, oa), pos: le_u32(&o, oa + 4), ts: le_u64(&t, ta) };
-        let trel = le_u32(&t, ta + 8);
+    let mut out: Vec<IndexEntry> = Vec::with_capacity(o.len().min(t.len()));
+    for (oe, te) in o.iter().zip(&t) {
+        let e = IndexEntry { rel: oe.rel, pos: oe.pos, ts: te.ts };
         let increasing = out.last().is_none_or(|p| e.rel > p.rel && e.pos > p.pos && e.ts >= p.ts);
-        if trel != e.rel || !increasing || (e.pos as usize) < SEGMENT_HEADER_LEN || e.pos as usize >= trusted_pos {
+        if te.rel != e.rel || !increasing || (e.pos as usize) < SEGMENT_HEADER_LEN || e.pos as usize >= trusted_pos {
             break;
         }
         out.push(e);
@@ -300,7 +395,8 @@ pub(crate) fn read_active_index(paths: &SegmentPaths, base: u64, trusted_pos: us
 
 #[cfg(test)]
 mod tests {
-    use super::count_le;
+    use super::*;
+    use crate::format::{le_u32, le_u64, put_u32, put_u64};
 
     fn naive(keys: &[u64], t: u64) -> usize {
         keys.iter().filter(|&&k| k <= t).count()
@@ -322,5 +418,45 @@ mod tests {
                 assert_eq!(count_le(keys.len(), |i| keys[i], t), naive(keys, t), "t={t} keys={}", keys.len());
             }
         }
+    }
+
+    /// A kind the log does not have yet, defined the way a key index would be: an entry type
+    /// and its kind. Files of it are written, mapped and searched with the generic pieces.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct KeyEntry {
+        hash: u64,
+        rel: u32,
+        pos: u32,
+    }
+
+    impl IndexEntryCodec for KeyEntry {
+        const KIND: IndexKind = IndexKind { magic: *b"TDLGKIX\0", entry_len: 16 };
+        fn put(&self, out: &mut [u8]) {
+            put_u64(out, 0, self.hash);
+            put_u32(out, 8, self.rel);
+            put_u32(out, 12, self.pos);
+        }
+        fn get(b: &[u8]) -> Self {
+            KeyEntry { hash: le_u64(b, 0), rel: le_u32(b, 8), pos: le_u32(b, 12) }
+        }
+    }
+
+    #[test]
+    fn a_new_kind_of_index_is_an_entry_type_and_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000100.keyindex");
+        let entries: Vec<KeyEntry> =
+            (0..500u32).map(|i| KeyEntry { hash: u64::from(i) * 7919, rel: i, pos: 64 + i * 48 }).collect();
+        let seal = SealInfo { end_pos: 64 + 500 * 48, next_offset: 600, max_ts: 9 };
+        let header = index_header(KeyEntry::KIND, 100, 4096, entries.len(), Some(seal));
+        fs::write(&path, index_file_bytes(header, entries.iter().copied())).unwrap();
+        let idx = MappedIndex::<KeyEntry>::open(&path, 100).unwrap();
+        assert_eq!((idx.len(), idx.header().next_offset), (500, 600));
+        assert_eq!(idx.get(321), entries[321]);
+        // Sorted by hash: the generic search finds a key's entry.
+        let i = count_le(idx.len(), |i| idx.get(i).hash, 77 * 7919);
+        assert_eq!(idx.get(i - 1).rel, 77);
+        assert!(MappedIndex::<OffsetEntry>::open(&path, 100).is_none(), "another kind's file is refused");
+        assert!(MappedIndex::<KeyEntry>::open(&path, 101).is_none(), "another segment's file is refused");
     }
 }

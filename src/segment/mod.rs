@@ -9,6 +9,7 @@
 //! | `scan`      | the validating scan, torn-tail and damage probes           |
 //! | `read`      | finding a record by offset or time                         |
 
+pub(crate) mod builder;
 pub(crate) mod file;
 pub(crate) mod index;
 pub(crate) mod paths;
@@ -18,7 +19,7 @@ pub(crate) mod scan;
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
@@ -28,10 +29,11 @@ use crate::io::mmap::{MapWriter, SegmentMap};
 
 pub(crate) use file::{create_segment_file, open_data_file, remove_segment_files};
 pub(crate) use index::{
-    open_index_files_for_append, open_sealed_index, read_active_index, write_active_index_files,
-    write_sealed_index_files, ActiveIndex, IndexEntry, SealInfo, SealedIndex, SegIndex,
+    append_active_index_entries, open_index_files_for_append, open_sealed_index, read_active_index,
+    write_active_index_files, write_sealed_index_files, ActiveIndex, IndexEntry, SealInfo, SealedIndex, SegIndex,
 };
 pub(crate) use paths::{parse_segment_name, SegmentPaths};
+pub(crate) use read::Located;
 pub(crate) use scan::{
     durable_mark_after, last_valid_offset_in, nonzero_end, scan_frames, valid_frame_after, ScanState, ScanStop,
 };
@@ -48,6 +50,11 @@ pub(crate) struct Segment {
     next_offset: AtomicU64,
     /// Timestamp of the last published record (timestamps never decrease).
     max_ts: AtomicU64,
+    /// Set if offsets in this segment may skip values (a sealed segment rewritten by
+    /// compaction): where its header says it ends.
+    sparse: Option<SparseEnd>,
+    /// The number of records of a sparse segment, counted when first asked.
+    sparse_records: OnceLock<u64>,
 }
 
 /// Who a segment is: its base offset, creation time and file names (from its header).
@@ -56,6 +63,17 @@ pub(crate) struct SegmentId {
     pub base_offset: u64,
     pub created_us: u64,
     pub paths: SegmentPaths,
+    /// Set if the header has the sparse-offsets flag: where it says the segment ends.
+    pub sparse: Option<SparseEnd>,
+}
+
+/// Where a sparse segment ends, as its header records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SparseEnd {
+    /// End of the records (bytes, header included).
+    pub end_pos: u64,
+    /// One past the last offset the segment spans.
+    pub next_offset: u64,
 }
 
 impl Segment {
@@ -68,6 +86,8 @@ impl Segment {
             index,
             next_offset: AtomicU64::new(next_offset),
             max_ts: AtomicU64::new(max_ts),
+            sparse: id.sparse,
+            sparse_records: OnceLock::new(),
         }
     }
 
@@ -100,13 +120,18 @@ impl Segment {
         let paths = SegmentPaths::new(dir, base);
         let (map, mw) = SegmentMap::map_rw(&file, capacity, SEGMENT_HEADER_LEN).at(&paths.data)?;
         let files = open_index_files_for_append(&paths)?;
-        let id = SegmentId { base_offset: base, created_us, paths };
+        let id = SegmentId { base_offset: base, created_us, paths, sparse: None };
         Ok((Segment::in_memory(id, map, Vec::new(), ScanState::at_start(base)), mw, files))
     }
 
     /// This segment's identity.
     pub fn id(&self) -> SegmentId {
-        SegmentId { base_offset: self.base_offset, created_us: self.created_us, paths: self.paths.clone() }
+        SegmentId {
+            base_offset: self.base_offset,
+            created_us: self.created_us,
+            paths: self.paths.clone(),
+            sparse: self.sparse,
+        }
     }
 
     /// After its sealed index files were written: the same segment, mapped read-only with
@@ -114,7 +139,7 @@ impl Segment {
     /// as it is, indexed in memory).
     pub fn reopen_sealed(&self, end_pos: usize) -> Result<Option<Segment>> {
         let file = File::open(&self.paths.data).at(&self.paths.data)?;
-        let Some((sidx, info)) = open_sealed_index(&self.paths, self.base_offset, self.map.len() as u64) else {
+        let Some((sidx, info)) = open_sealed_index(&self.id(), self.map.len() as u64) else {
             return Ok(None);
         };
         debug_assert_eq!(info.end_pos as usize, end_pos);
@@ -127,6 +152,13 @@ impl Segment {
         self.next_offset.load(Ordering::Acquire)
     }
 
+    /// True if this segment holds at least one published record. (A segment emptied by
+    /// compaction spans offsets but holds no record.)
+    pub fn has_records(&self) -> bool {
+        // `next_offset` first: once it moved past the base, the map's end had moved too.
+        self.next_offset() != self.base_offset && self.end_pos() > SEGMENT_HEADER_LEN
+    }
+
     /// Timestamp of the last published record (0 if empty).
     pub fn max_ts(&self) -> u64 {
         self.max_ts.load(Ordering::Acquire)
@@ -136,6 +168,12 @@ impl Segment {
     pub fn publish(&self, next_offset: u64, max_ts: u64) {
         self.max_ts.store(max_ts, Ordering::Release);
         self.next_offset.store(next_offset, Ordering::Release);
+    }
+
+    /// True if this segment's offsets may skip values (records removed by compaction).
+    #[inline]
+    pub fn is_sparse(&self) -> bool {
+        self.sparse.is_some()
     }
 
     pub fn is_sealed(&self) -> bool {

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::format::index::{IndexKind, OFFSET_INDEX, TIME_INDEX};
+
 /// File names of a segment.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentPaths {
@@ -11,6 +13,16 @@ pub(crate) struct SegmentPaths {
 }
 
 impl SegmentPaths {
+    /// The file of the index of this kind.
+    pub fn index(&self, kind: IndexKind) -> &Path {
+        if kind == TIME_INDEX {
+            &self.time_index
+        } else {
+            debug_assert_eq!(kind, OFFSET_INDEX);
+            &self.offset_index
+        }
+    }
+
     pub fn new(dir: &Path, base: u64) -> SegmentPaths {
         SegmentPaths {
             data: dir.join(format!("{base:020}.log")),

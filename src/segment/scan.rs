@@ -5,7 +5,7 @@ use std::fs::File;
 
 use crate::error::CorruptionKind;
 use crate::format::frame;
-use crate::format::{align_up, decode_frame, Frame, SEGMENT_HEADER_LEN};
+use crate::format::{align_up, decode_frame, Frame, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::io::mmap::SegmentMap;
 use crate::segment::index::IndexEntry;
 
@@ -46,10 +46,25 @@ fn frame_bytes(map: &SegmentMap, pos: usize) -> Option<&[u8]> {
     map.follower_bytes(pos, pos.checked_add(len)?.min(map.len()))
 }
 
+/// Where a sparse segment ends, from its header: the end of its records and one past the
+/// last offset it spans. `None` for a dense segment (its offsets go up by one).
+fn sparse_end(map: &SegmentMap) -> Option<(usize, u64)> {
+    // The header lies before every record and is never rewritten: readable like a frame.
+    let h = SegmentHeader::decode(map.follower_bytes(0, SEGMENT_HEADER_LEN)?).ok()?;
+    h.sparse_offsets.then(|| (usize::try_from(h.end_pos).unwrap_or(usize::MAX), h.next_offset))
+}
+
 /// Validate records from `st` onward, applying whole batches to `st` and appending index
 /// entries (every `interval` bytes) to `entries`. `limit` caps the scan (`None`: the map end).
 /// Stops at the first zero length or invalid frame; a batch cut short by either is not
 /// applied and reported as `Invalid` at the batch's first record.
+///
+/// Offsets go up by exactly one from record to record, or, in a segment whose header says its
+/// offsets are sparse, strictly increase and stay below the end the header records (a stale
+/// frame fails either way). `st.next_offset` is one past the last record applied; a sparse
+/// segment scanned to the end of its records takes the end its header records, the base of
+/// the next segment, so that a scan tells a complete sparse segment from one that lost its
+/// tail.
 pub(crate) fn scan_frames(
     map: &SegmentMap,
     base: u64,
@@ -57,6 +72,30 @@ pub(crate) fn scan_frames(
     interval: usize,
     entries: &mut Vec<IndexEntry>,
     limit: Option<usize>,
+) -> ScanStop {
+    let sparse = sparse_end(map);
+    let limit = match sparse {
+        Some((end_pos, _)) => Some(limit.unwrap_or(end_pos).min(end_pos)),
+        None => limit,
+    };
+    let stop = scan_from(map, base, st, interval, entries, limit, sparse.map(|(_, next)| next));
+    if let (Some((end_pos, next)), ScanStop::End) = (sparse, &stop) {
+        if st.pos >= end_pos {
+            st.next_offset = st.next_offset.max(next);
+        }
+    }
+    stop
+}
+
+/// The scan of [`scan_frames`]; `sparse_below` is `Some(end)` in a sparse segment.
+fn scan_from(
+    map: &SegmentMap,
+    base: u64,
+    st: &mut ScanState,
+    interval: usize,
+    entries: &mut Vec<IndexEntry>,
+    limit: Option<usize>,
+    sparse_below: Option<u64>,
 ) -> ScanStop {
     let end_limit = limit.unwrap_or(map.len()).min(map.len());
     let mut cur = *st;
@@ -82,7 +121,13 @@ pub(crate) fn scan_frames(
                 return finish(st, &cur, batch_left, stop);
             }
         };
-        let hdr = match decode_frame(bytes, 0, Some(cur.next_offset)) {
+        let expected = if sparse_below.is_some() { None } else { Some(cur.next_offset) };
+        let hdr = match decode_frame(bytes, 0, expected) {
+            Frame::Record(h) if h.offset < cur.next_offset || sparse_below.is_some_and(|end| h.offset >= end) => {
+                let kind = CorruptionKind::OffsetMismatch { got: h.offset, expected: cur.next_offset };
+                let stop = ScanStop::Invalid { pos: cur.pos, bad_pos: cur.pos, bad_offset: cur.next_offset, kind };
+                return finish(st, &cur, batch_left, stop);
+            }
             Frame::Record(h) => h,
             Frame::End => return finish(st, &cur, batch_left, ScanStop::End),
             Frame::Invalid(kind) => {
@@ -108,7 +153,7 @@ pub(crate) fn scan_frames(
         let step = align_up(hdr.frame_len as usize);
         cur.pos += step;
         cur.since_entry += step;
-        cur.next_offset += 1;
+        cur.next_offset = hdr.offset + 1;
         cur.last_ts = hdr.timestamp_us;
         if hdr.batch_rest == 0 {
             *st = cur;

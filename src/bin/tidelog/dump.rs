@@ -216,6 +216,8 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     let mut failure = None;
     while cursor.position() < end && args.limit.is_none_or(|l| matched < l) {
         let rec = match cursor.next() {
+            // Past a gap (records removed by compaction), the next record may lie past the range.
+            Ok(Some(rec)) if rec.offset() >= end => break,
             Ok(Some(rec)) => rec,
             Ok(None) => break,
             Err(error) => {

@@ -46,7 +46,7 @@ struct Report {
 }
 
 fn row(s: &SegmentInfo) -> SegmentRow {
-    let records = s.next_offset - s.base_offset;
+    let records = s.records;
     let ts = |t: u64| (records > 0).then_some(t);
     SegmentRow {
         file: s.path.file_name().map_or_else(|| s.path.display().to_string(), |n| n.to_string_lossy().into_owned()),

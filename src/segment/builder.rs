@@ -1,0 +1,205 @@
+//! Building a sealed segment whole, from records with explicit offsets and timestamps: the
+//! building block of compaction, which rewrites a sealed segment without some of its records
+//! while every record kept keeps its offset.
+//!
+//! The builder writes beside the segment it replaces, under temporary names
+//! (`{base:020}.log.compact.tmp` and the same for both index files), each fsynced. A writer's
+//! open deletes such leftovers, so a crash while building leaves the old segment as it was.
+//! [`BuiltSegment::install`] then swaps the new files in, in an order that never pairs a data
+//! file with index files that do not describe it:
+//!
+//! 1. remove the old index files (a crash here leaves the old data without an index: rebuilt
+//!    by a scan on the next open);
+//! 2. rename the new data file over the old one, fsync the directory (a crash here leaves the
+//!    new data without an index: rebuilt the same way);
+//! 3. rename the new index files into place, fsync the directory.
+//!
+//! The output is dense (no header flag) when the records kept are exactly the offsets the
+//! segment spans; otherwise its header carries the sparse flag with the end of its records and
+//! the end of the offsets it spans (the next segment's base), so that a scan can tell a
+//! complete sparse segment from one that lost its tail. Every record is written as a batch of
+//! its own (the batches it was appended in are of no use once it is sealed) and without a
+//! durable mark.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::frame::{encode_frame, FrameBody};
+use crate::format::index::IndexKind;
+use crate::format::{align_up, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::io::fs as fsutil;
+use crate::options::MAX_SEGMENT_BYTES;
+use crate::record::RecordView;
+use crate::segment::index::{write_sealed_index_files_to, IndexEntry, SealInfo};
+use crate::segment::SegmentPaths;
+
+/// Suffix of the files a build writes before they are installed (ends in `.tmp`, so a
+/// writer's open removes leftovers).
+const BUILD_SUFFIX: &str = ".compact.tmp";
+
+fn build_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(BUILD_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// Writes one sealed segment from records given in offset order.
+#[must_use = "a builder does nothing until finished and installed"]
+pub(crate) struct SegmentBuilder {
+    dir: PathBuf,
+    paths: SegmentPaths,
+    base: u64,
+    created_us: u64,
+    interval: u32,
+    out: BufWriter<File>,
+    pos: usize,
+    since_entry: usize,
+    entries: Vec<IndexEntry>,
+    /// The lowest offset the next record may have.
+    next_min: u64,
+    /// True while the records pushed are exactly `base, base + 1, …`.
+    dense: bool,
+    last_ts: u64,
+    frame: Vec<u8>,
+}
+
+impl SegmentBuilder {
+    /// Start building segment `base` in `dir` (created at `created_us`, index entries every
+    /// `interval` bytes).
+    pub fn new(dir: &Path, base: u64, created_us: u64, interval: u32) -> Result<SegmentBuilder> {
+        let paths = SegmentPaths::new(dir, base);
+        let tmp = build_path(&paths.data);
+        let mut out = BufWriter::new(File::create(&tmp).at(&tmp)?);
+        // The header is written last, when the builder knows where the segment ends.
+        out.write_all(&[0u8; SEGMENT_HEADER_LEN]).at(&tmp)?;
+        Ok(SegmentBuilder {
+            dir: dir.to_path_buf(),
+            paths,
+            base,
+            created_us,
+            interval,
+            out,
+            pos: SEGMENT_HEADER_LEN,
+            since_entry: 0,
+            entries: Vec::new(),
+            next_min: base,
+            dense: true,
+            last_ts: 0,
+            frame: Vec::new(),
+        })
+    }
+
+    fn misuse(&self, what: String) -> Error {
+        Error::InvalidOptions(format!("segment builder for {:?}: {what}", self.paths.data))
+    }
+
+    /// Append a copy of `rec`, keeping its offset, timestamp, key, headers, payload and
+    /// tombstone flag. Offsets must strictly increase and timestamps must not decrease.
+    pub fn push(&mut self, rec: &RecordView<'_>) -> Result<()> {
+        let offset = rec.offset();
+        if offset < self.next_min {
+            return Err(self.misuse(format!("offset {offset} does not follow {}", self.next_min)));
+        }
+        if rec.timestamp_us() < self.last_ts {
+            return Err(self.misuse(format!("timestamp of offset {offset} goes backwards")));
+        }
+        let key = rec.key();
+        let headers_len: usize = rec.headers().map(|h| 2 + h.name.len() + 4 + h.value.len()).sum();
+        let frame_len = RECORD_HEADER_LEN + key.map_or(0, <[u8]>::len) + headers_len + rec.payload().len();
+        let padded = align_up(frame_len);
+        if (self.pos + padded) as u64 > MAX_SEGMENT_BYTES {
+            return Err(self.misuse(format!("records past {MAX_SEGMENT_BYTES} bytes")));
+        }
+        self.frame.clear();
+        self.frame.resize(padded, 0);
+        let body = FrameBody {
+            durable_mark: None,
+            tombstone: rec.is_tombstone(),
+            key,
+            headers: rec.headers().map(|h| (h.name, h.value)),
+            payload: rec.payload(),
+        };
+        encode_frame(&mut self.frame[..frame_len], body, offset, rec.timestamp_us(), 0);
+        self.frame[..4].copy_from_slice(&(frame_len as u32).to_le_bytes());
+        let tmp = build_path(&self.paths.data);
+        self.out.write_all(&self.frame).at(&tmp)?;
+        if self.entries.is_empty() || self.since_entry >= self.interval as usize {
+            let rel = (offset - self.base) as u32;
+            self.entries.push(IndexEntry { rel, pos: self.pos as u32, ts: rec.timestamp_us() });
+            self.since_entry = 0;
+        }
+        self.dense &= offset == self.next_min;
+        self.pos += padded;
+        self.since_entry += padded;
+        self.next_min = offset + 1;
+        self.last_ts = rec.timestamp_us();
+        Ok(())
+    }
+
+    /// Finish the segment, which spans the offsets up to `next_offset` (the next segment's
+    /// base): write its header and its sealed index files, all fsynced under temporary names.
+    pub fn finish(self, next_offset: u64) -> Result<BuiltSegment> {
+        if next_offset < self.next_min || next_offset <= self.base || next_offset - self.base > u32::MAX as u64 {
+            return Err(self.misuse(format!("cannot span offsets up to {next_offset}")));
+        }
+        let dense = self.dense && self.next_min == next_offset;
+        let end_pos = self.pos as u64;
+        let header = SegmentHeader {
+            base_offset: self.base,
+            created_us: self.created_us,
+            capacity: end_pos,
+            sparse_offsets: !dense,
+            end_pos: if dense { 0 } else { end_pos },
+            next_offset: if dense { 0 } else { next_offset },
+        };
+        let tmp = build_path(&self.paths.data);
+        let mut file = self.out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).at(&tmp)?;
+        file.write_all(&header.encode()).at(&tmp)?;
+        file.sync_all().at(&tmp)?;
+        let seal = SealInfo { end_pos, next_offset, max_ts: self.last_ts };
+        let paths = self.paths.clone();
+        write_sealed_index_files_to(|k| build_path(paths.index(k)), self.base, self.interval, &self.entries, seal)?;
+        // IMPORTANT: the temporary names are durable only after this.
+        fsutil::fsync_dir(&self.dir)?;
+        Ok(BuiltSegment { dir: self.dir, paths: self.paths, sparse: !dense })
+    }
+}
+
+/// A segment written whole under temporary names, ready to replace the one with its base.
+#[must_use = "the segment is not in place until installed"]
+pub(crate) struct BuiltSegment {
+    dir: PathBuf,
+    paths: SegmentPaths,
+    sparse: bool,
+}
+
+impl BuiltSegment {
+    /// True if the segment's offsets skip values (its header carries the sparse flag).
+    pub fn is_sparse(&self) -> bool {
+        self.sparse
+    }
+
+    /// Swap the built files in place of the segment's files (order in the module docs).
+    pub fn install(self) -> Result<()> {
+        let kinds: [IndexKind; 2] = [crate::format::index::OFFSET_INDEX, crate::format::index::TIME_INDEX];
+        for kind in kinds {
+            let p = self.paths.index(kind);
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(p, e)),
+            }
+        }
+        fs::rename(build_path(&self.paths.data), &self.paths.data).at(&self.paths.data)?;
+        // IMPORTANT: the new data must be in place for good before index files describe it.
+        fsutil::fsync_dir(&self.dir)?;
+        for kind in kinds {
+            let p = self.paths.index(kind);
+            fs::rename(build_path(p), p).at(p)?;
+        }
+        fsutil::fsync_dir(&self.dir)
+    }
+}
