@@ -16,6 +16,7 @@ use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::fsutil;
 use crate::log::Log;
 use crate::options::{Durability, Options};
+use crate::store::{StoreOptions, Topic};
 
 /// Version byte in front of every state-log payload.
 pub(crate) const STATE_EVENT_VERSION: u8 = 1;
@@ -275,10 +276,10 @@ fn visit(state: &mut GroupState, id: ItemId) -> Result<()> {
     }
 }
 
-/// Options of a group's state log.
-pub(crate) fn state_log_options(segment_bytes: u64, flush_every: Option<std::time::Duration>) -> Options {
+/// Options of a group's state log in a store opened with `store`.
+pub(crate) fn state_log_options(store: &StoreOptions, flush_every: Option<std::time::Duration>) -> Options {
     Options::default()
-        .segment_bytes(segment_bytes)
+        .segment_bytes(store.state_segment_bytes)
         .index_interval_bytes(64 << 10)
         .durability(flush_every.map_or(Durability::None, Durability::Interval))
         .max_record_bytes(1 << 20)
@@ -340,8 +341,8 @@ pub(crate) struct GroupPaths {
 }
 
 impl GroupPaths {
-    pub(crate) fn new(groups_root: &Path, topic: &str, group: &str) -> GroupPaths {
-        let dir = groups_root.join(topic).join(group);
+    pub(crate) fn new(topic: &Topic, group: &str) -> GroupPaths {
+        let dir = topic.store().groups_dir(topic.name()).join(group);
         GroupPaths { state: dir.join(STATE_DIR), dead_letters: dir.join(DEAD_LETTER_DIR), dir }
     }
 

@@ -327,25 +327,6 @@ impl GroupState {
         (lost, released)
     }
 
-    /// Counts for lag reporting: `(in_flight, scheduled_retries, held, redriven)`.
-    pub(crate) fn counts(&self) -> (u64, u64, u64, u64) {
-        let mut retries = 0;
-        let mut held = 0;
-        let mut redriven = 0;
-        for (id, e) in &self.entries {
-            if matches!(id, ItemId::Redrive(_)) {
-                redriven += 1;
-            }
-            match e.status {
-                Status::Scheduled { due_us } if due_us > 0 => retries += 1,
-                Status::Held if e.retry_due_us > 0 => retries += 1,
-                Status::Held => held += 1,
-                _ => {}
-            }
-        }
-        (self.leases.len() as u64, retries, held, redriven)
-    }
-
     /// Topic events at or after the committed position that are not done, given the topic's
     /// end.
     pub(crate) fn unconsumed(&self, end: u64) -> u64 {

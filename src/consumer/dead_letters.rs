@@ -7,8 +7,15 @@
 //! `tidelog.dlq.original-headers` whose value is their count (and therefore its own index),
 //! then the other `tidelog.dlq.*` headers.
 
+use std::collections::BTreeSet;
+
+use super::persist::{self, GroupPaths};
+use super::state::{GroupState, ItemId};
 use crate::error::{CorruptionKind, Error, Result};
+use crate::log::Log;
+use crate::options::{Durability, Options};
 use crate::record::{Header, OwnedRecord, Record};
+use crate::store::{StoreOptions, Topic};
 
 pub(crate) const H_ORIGINAL_HEADERS: &str = "tidelog.dlq.original-headers";
 pub(crate) const H_TOPIC: &str = "tidelog.dlq.topic";
@@ -210,6 +217,86 @@ pub(crate) fn parse(rec: OwnedRecord) -> Result<DeadLetter> {
             payload: rec.payload,
         },
     })
+}
+
+/// Options of a group's dead-letter log in a store opened with `store`.
+pub(crate) fn log_options(store: &StoreOptions) -> Options {
+    // Room for the event plus its metadata.
+    let max = store.topic.max_record_bytes.saturating_add(64 << 10).min(crate::MAX_SEGMENT_BYTES / 2);
+    Options::default()
+        .segment_bytes(store.dead_letter_segment_bytes)
+        .max_record_bytes(max)
+        .durability(Durability::Always)
+}
+
+/// The next offset of a group's dead-letter log (0 if it has none), read without its lock.
+pub(crate) fn next_offset(paths: &GroupPaths, store: &StoreOptions) -> Result<u64> {
+    match Log::open_read_only(&paths.dead_letters, log_options(store)) {
+        Ok(dl) => Ok(dl.next_offset()),
+        Err(Error::NotFound { .. }) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a group's state says about its dead letters, taken at one moment, to tell the status
+/// of each.
+pub(crate) struct Statuses {
+    parked: BTreeSet<u64>,
+    redriving: BTreeSet<u64>,
+    /// Records at or after this offset are not reflected in the state yet (written just
+    /// before a crash): they are parked.
+    reflected_below: u64,
+}
+
+impl Statuses {
+    pub(crate) fn of(s: &GroupState) -> Statuses {
+        let redriving = s
+            .entries
+            .keys()
+            .filter_map(|id| match id {
+                ItemId::Redrive(d) => Some(*d),
+                ItemId::Topic(_) => None,
+            })
+            .collect();
+        Statuses { parked: s.parked.clone(), redriving, reflected_below: s.dlq_next }
+    }
+
+    fn status(&self, dlq_offset: u64) -> DeadLetterStatus {
+        if self.parked.contains(&dlq_offset) || dlq_offset >= self.reflected_below {
+            DeadLetterStatus::Parked
+        } else if self.redriving.contains(&dlq_offset) {
+            DeadLetterStatus::Redriven
+        } else {
+            DeadLetterStatus::Settled
+        }
+    }
+}
+
+/// Every dead letter in `dl`, oldest first, with its status.
+pub(crate) fn list(dl: &Log, statuses: &Statuses) -> Result<Vec<DeadLetter>> {
+    let mut out = Vec::new();
+    for rec in dl.iter(dl.first_offset()) {
+        let mut d = parse(rec?)?;
+        d.status = statuses.status(d.dlq_offset);
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// Dead letters of a group that is not open in this process.
+pub(crate) fn persisted(topic: &Topic, group: &str) -> Result<Vec<DeadLetter>> {
+    let paths = GroupPaths::new(topic, group);
+    if !paths.dir.is_dir() {
+        return Err(Error::NotFound { path: paths.dir });
+    }
+    let opts = topic.store().options();
+    let s = persist::load_view(&paths.dir, &persist::state_log_options(opts, None))?;
+    let dl = match Log::open_read_only(&paths.dead_letters, log_options(opts)) {
+        Ok(dl) => dl,
+        Err(Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    list(&dl, &Statuses::of(&s))
 }
 
 #[cfg(test)]

@@ -1,0 +1,210 @@
+//! Settling deliveries: ack, nack, reject, lease extension, and redrive of dead letters;
+//! and moving an item to the dead letters.
+
+use std::time::{Duration, Instant};
+
+use super::journal::Outcome;
+use super::{Core, GroupInner};
+use crate::consumer::dead_letters::{self, DeadLetterCause, DeadLetterMeta};
+use crate::consumer::delivery::Delivery;
+use crate::consumer::now_us;
+use crate::consumer::persist::StateEvent;
+use crate::consumer::state::{ItemId, Status};
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::record::OwnedRecord;
+use crate::store::instant_after;
+
+impl GroupInner {
+    /// The event behind `id`: from the topic, or for a redrive from the dead-letter log.
+    pub(super) fn read_item(&self, core: &mut Core, log: &Log, id: ItemId) -> Result<OwnedRecord> {
+        match id {
+            ItemId::Topic(o) => log.read(o),
+            ItemId::Redrive(d) => {
+                let dl = self.dead_letter_log(core)?;
+                Ok(dead_letters::parse(dl.read(d)?)?.record)
+            }
+        }
+    }
+
+    pub(super) fn dead_letter_log(&self, core: &mut Core) -> Result<Log> {
+        if let Some(l) = &core.dead_letters {
+            return Ok(l.clone());
+        }
+        let l = Log::open(&self.paths.dead_letters, dead_letters::log_options(self.topic.store().options()))?;
+        core.dead_letters = Some(l.clone());
+        Ok(l)
+    }
+
+    /// Move `id` to the dead letters. IMPORTANT: the dead-letter record is durable before
+    /// the state change that finishes `id` is appended; recovery reconciles the other way
+    /// round (see `open`), so a crash in between never writes it twice.
+    pub(super) fn dead_letter(
+        &self,
+        core: &mut Core,
+        log: &Log,
+        id: ItemId,
+        cause: DeadLetterCause,
+        reason: Option<&str>,
+        events: &mut Vec<StateEvent>,
+    ) -> Result<bool> {
+        let record = self.read_item(core, log, id)?;
+        let now = now_us();
+        let Some(e) = core.state.entries.get(&id) else { return Ok(false) };
+        let fallback = match cause {
+            DeadLetterCause::Rejected => "rejected".to_owned(),
+            DeadLetterCause::MaxDeliveries => format!("delivered {} times without an ack", e.attempts),
+        };
+        let reason = reason.map(str::to_owned).or_else(|| e.last_reason.clone()).unwrap_or(fallback);
+        let meta = DeadLetterMeta {
+            topic: self.topic.name(),
+            group: &self.name,
+            attempts: e.attempts,
+            cause,
+            reason: &reason,
+            first_failure_us: if e.first_failure_us == 0 { now } else { e.first_failure_us },
+            last_failure_us: now,
+            redrive_of: match id {
+                ItemId::Redrive(d) => Some(d),
+                ItemId::Topic(_) => None,
+            },
+        };
+        let dl = self.dead_letter_log(core)?;
+        let at = dead_letters::append(&dl, &record, &meta)?;
+        events.push(StateEvent::DeadLettered { id, dlq_offset: at });
+        Ok(core.state.dead_lettered(id, at).is_some())
+    }
+
+    pub(super) fn ack_batch(&self, ds: &[Delivery]) -> Result<()> {
+        self.check_usable()?;
+        let mut first_lost = None;
+        let mut outcome = Outcome { sync: true, notify: false };
+        {
+            let mut core = self.core.lock();
+            let mut events = Vec::with_capacity(ds.len());
+            let at_limit = self.outstanding(&core) >= self.opts.max_outstanding as usize;
+            for d in ds {
+                if !core.state.holds(d.lease().0, d.lease().1) {
+                    first_lost.get_or_insert(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() });
+                    continue;
+                }
+                events.push(StateEvent::Acked { id: d.lease().0 });
+                outcome.notify |= core.state.finish(d.lease().0).is_some();
+            }
+            outcome.notify |= at_limit;
+            self.write_events(&mut core, &events)?;
+        }
+        self.finish(outcome)?;
+        first_lost.map_or(Ok(()), Err)
+    }
+
+    pub(super) fn nack(&self, d: &Delivery, delay: Option<Duration>, reason: &str) -> Result<()> {
+        self.check_usable()?;
+        let outcome = {
+            let mut core = self.core.lock();
+            if !core.state.holds(d.lease().0, d.lease().1) {
+                return Err(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() });
+            }
+            let reason = dead_letters::clip_reason(reason);
+            let attempts = core.state.entries.get(&d.lease().0).map_or(0, |e| e.attempts);
+            let mut events = Vec::new();
+            let mut outcome = Outcome { sync: true, notify: true };
+            if attempts >= self.opts.max_deliveries {
+                let log = self.topic_log()?;
+                outcome.notify = self.dead_letter(
+                    &mut core,
+                    &log,
+                    d.lease().0,
+                    DeadLetterCause::MaxDeliveries,
+                    Some(&reason),
+                    &mut events,
+                )?;
+            } else {
+                let now = now_us();
+                let r = core.random();
+                let delay = delay.unwrap_or_else(|| self.opts.backoff.delay(attempts, r));
+                let due = now.saturating_add(delay.as_micros().min(u64::MAX as u128) as u64).max(1);
+                core.state.schedule_retry(d.lease().0, due, now, reason.clone());
+                events.push(StateEvent::Nacked {
+                    id: d.lease().0,
+                    attempt: attempts,
+                    retry_at_us: due,
+                    at_us: now,
+                    reason,
+                });
+            }
+            self.write_events(&mut core, &events)?;
+            outcome
+        };
+        self.finish(outcome)
+    }
+
+    pub(super) fn reject(&self, d: &Delivery, reason: &str) -> Result<()> {
+        self.check_usable()?;
+        let outcome = {
+            let mut core = self.core.lock();
+            if !core.state.holds(d.lease().0, d.lease().1) {
+                return Err(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() });
+            }
+            let reason = dead_letters::clip_reason(reason);
+            let log = self.topic_log()?;
+            let mut events = Vec::new();
+            let notify =
+                self.dead_letter(&mut core, &log, d.lease().0, DeadLetterCause::Rejected, Some(&reason), &mut events)?;
+            self.write_events(&mut core, &events)?;
+            Outcome { sync: true, notify }
+        };
+        self.finish(outcome)
+    }
+
+    pub(super) fn topic_log(&self) -> Result<Log> {
+        match self.topic.reader()? {
+            Some((log, _)) => Ok(log),
+            None => Err(Error::NotFound { path: self.topic.dir().to_path_buf() }),
+        }
+    }
+
+    pub(super) fn extend_lease(&self, d: &Delivery, by: Duration) -> Result<Instant> {
+        self.check_usable()?;
+        let mut core = self.core.lock();
+        match core.state.entries.get(&d.lease().0).map(|e| e.status) {
+            Some(Status::InFlight { lease, .. }) if lease == d.lease().1 => {
+                let deadline = instant_after(Instant::now(), by);
+                core.state.set_status(d.lease().0, Status::InFlight { lease, deadline });
+                Ok(deadline)
+            }
+            _ => Err(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() }),
+        }
+    }
+
+    pub(super) fn redrive(&self, which: Option<u64>) -> Result<u64> {
+        self.check_usable()?;
+        let n = {
+            let mut core = self.core.lock();
+            let targets: Vec<u64> = match which {
+                Some(d) => {
+                    if !core.state.parked.contains(&d) {
+                        return Err(Error::UnknownDeadLetter { dlq_offset: d });
+                    }
+                    vec![d]
+                }
+                None => core.state.parked.iter().copied().collect(),
+            };
+            if targets.is_empty() {
+                return Ok(0);
+            }
+            let dl = self.dead_letter_log(&mut core)?;
+            let mut events = Vec::with_capacity(targets.len());
+            for d in &targets {
+                let source_offset = dead_letters::parse(dl.read(*d)?)?.source_offset;
+                if core.state.redrive(*d, source_offset) {
+                    events.push(StateEvent::Redriven { dlq_offset: *d, source_offset });
+                }
+            }
+            self.write_events(&mut core, &events)?;
+            events.len() as u64
+        };
+        self.finish(Outcome { sync: true, notify: true })?;
+        Ok(n)
+    }
+}
