@@ -176,6 +176,18 @@ pub enum Error {
         /// The delivery attempt the caller holds.
         attempt: u32,
     },
+    /// A delivery was given to a group that did not hand it out: another group (of this or
+    /// another topic), or an earlier opening of this group, closed and reopened since (its
+    /// events are delivered again by the current opening). Nothing was changed.
+    #[error("delivery of offset {offset} was handed out by {delivered_by} (another group or an earlier opening), not by {settled_by}")]
+    ForeignDelivery {
+        /// The event's offset in the topic of the group that handed it out.
+        offset: u64,
+        /// `topic/group` that handed the delivery out.
+        delivered_by: String,
+        /// `topic/group` it was given to.
+        settled_by: String,
+    },
     /// No dead letter at this offset of the group's dead-letter log is parked (it does not
     /// exist, or it was redriven already).
     #[error("no parked dead letter at dead-letter offset {dlq_offset}")]

@@ -57,7 +57,7 @@ mod store;
 
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
-    GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES,
+    GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES, MAX_RETRY_DELAY,
 };
 pub use crate::error::{CorruptionKind, Error, Result};
 pub use crate::format::{FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};

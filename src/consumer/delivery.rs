@@ -1,14 +1,45 @@
 //! A delivery: one event leased to one consumer, and what identifies that lease.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::state::ItemId;
 use crate::record::OwnedRecord;
 
+/// Which opening of which group handed a delivery out. Every opening of a group in this
+/// process gets an incarnation number never used before, so a delivery from another group,
+/// or from an earlier opening of the same group (closed and reopened since), never matches.
+#[derive(Debug, Clone)]
+pub(crate) struct Holder {
+    incarnation: u64,
+    /// `topic/group`, for error messages.
+    label: Arc<str>,
+}
+
+impl Holder {
+    /// A holder for a new opening of group `group` of `topic`.
+    pub(crate) fn new_incarnation(topic: &str, group: &str) -> Holder {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Holder { incarnation: NEXT.fetch_add(1, Ordering::Relaxed), label: format!("{topic}/{group}").into() }
+    }
+
+    /// True if both are the same opening of the same group.
+    pub(crate) fn same(&self, other: &Holder) -> bool {
+        self.incarnation == other.incarnation
+    }
+
+    /// `topic/group`.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+}
+
 /// One event handed to a consumer, leased to it until it is acked, nacked, rejected, or the
 /// lease expires.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    holder: Holder,
     id: ItemId,
     lease: u64,
     attempt: u32,
@@ -17,8 +48,19 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub(crate) fn new(id: ItemId, lease: u64, attempt: u32, deadline: Instant, record: OwnedRecord) -> Delivery {
-        Delivery { id, lease, attempt, deadline, record }
+    pub(crate) fn new(
+        holder: &Holder,
+        (id, lease): (ItemId, u64),
+        attempt: u32,
+        deadline: Instant,
+        record: OwnedRecord,
+    ) -> Delivery {
+        Delivery { holder: holder.clone(), id, lease, attempt, deadline, record }
+    }
+
+    /// The opening of the group that handed this delivery out.
+    pub(crate) fn holder(&self) -> &Holder {
+        &self.holder
     }
 
     /// The item and the lease counter this delivery holds.

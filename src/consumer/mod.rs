@@ -29,7 +29,7 @@ pub use dead_letters::{DeadLetter, DeadLetterCause, DeadLetterStatus, MAX_REASON
 pub use delivery::Delivery;
 pub use group::Group;
 pub use lag::GroupLag;
-pub use options::{AckMode, Backoff, DeliveryOrder, GroupOptions, StartFrom};
+pub use options::{AckMode, Backoff, DeliveryOrder, GroupOptions, StartFrom, MAX_RETRY_DELAY};
 pub use retention::{RetentionPolicy, RetentionReport};
 
 fn now_us() -> u64 {

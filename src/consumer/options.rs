@@ -5,6 +5,18 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+/// Longest wait before a retry (30 days): a longer delay given to
+/// [`crate::Group::nack_after`], or reached by a [`Backoff`], is cut to this, so that no
+/// event (and the committed position behind it) is parked forever by a retry.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 86_400);
+
+/// When a retry `delay` after `now_us` falls due (µs since the epoch, at least 1: 0 means
+/// "at once"), the delay capped at [`MAX_RETRY_DELAY`].
+pub(crate) fn retry_due_us(now_us: u64, delay: Duration) -> u64 {
+    let delay_us = delay.min(MAX_RETRY_DELAY).as_micros().min(u128::from(u64::MAX)) as u64;
+    now_us.saturating_add(delay_us).max(1)
+}
+
 /// Retry delays: exponential with jitter. The `n`-th failed delivery (n = 1, 2, ...) waits
 /// `min(max, initial * multiplier^(n-1))`, minus a random part of up to `jitter` of it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -220,5 +232,19 @@ impl GroupOptions {
             }
         }
         self.backoff.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_due_times_are_capped_and_never_zero() {
+        let cap = MAX_RETRY_DELAY.as_micros() as u64;
+        assert_eq!(retry_due_us(1000, Duration::MAX), 1000 + cap);
+        assert_eq!(retry_due_us(1000, Duration::from_micros(5)), 1005);
+        assert_eq!(retry_due_us(0, Duration::ZERO), 1);
+        assert_eq!(retry_due_us(u64::MAX - 1, Duration::from_secs(1)), u64::MAX);
     }
 }

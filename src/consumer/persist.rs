@@ -18,8 +18,11 @@ use crate::log::Log;
 use crate::options::{Durability, Options};
 use crate::store::{StoreOptions, Topic};
 
-/// Version byte in front of every state-log payload.
-pub(crate) const STATE_EVENT_VERSION: u8 = 1;
+/// Version byte in front of every state-log payload written now. Version 2 adds
+/// `StateEvent` variants; the encoding of the others is unchanged.
+pub(crate) const STATE_EVENT_VERSION: u8 = 2;
+/// Oldest version still read: written by the first release.
+const STATE_EVENT_VERSION_1: u8 = 1;
 
 /// Snapshot file name inside the group directory.
 pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
@@ -60,6 +63,8 @@ pub(crate) enum StateEvent {
     Redriven { dlq_offset: u64, source_offset: u64 },
     /// Retention removed every topic event below `to`; `lost` of them were not done.
     LostToRetention { to: u64, lost: u64 },
+    /// The retry `id` waited for became due at once ([`crate::Group::retry_now`]).
+    RetryNow { id: ItemId },
 }
 
 impl StateEvent {
@@ -72,6 +77,12 @@ impl StateEvent {
     pub(crate) fn decode(bytes: &[u8]) -> Result<StateEvent> {
         match bytes.split_first() {
             Some((&STATE_EVENT_VERSION, rest)) => codec::decode(rest),
+            Some((&STATE_EVENT_VERSION_1, rest)) => match codec::decode(rest)? {
+                ev @ StateEvent::RetryNow { .. } => {
+                    Err(Error::Codec(format!("state event {ev:?} does not exist in version 1")))
+                }
+                ev => Ok(ev),
+            },
             Some((v, _)) => Err(Error::Codec(format!("unknown state event version {v}"))),
             None => Err(Error::Codec("empty state event".into())),
         }
@@ -264,6 +275,9 @@ pub(crate) fn apply(state: &mut GroupState, ev: &StateEvent) -> Result<()> {
         StateEvent::LostToRetention { to, lost: _ } => {
             // The count is recomputed from the entries, which replay rebuilt identically.
             state.lose_before(*to);
+        }
+        StateEvent::RetryNow { id } => {
+            state.retry_now(*id);
         }
     }
     Ok(())

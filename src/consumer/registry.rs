@@ -6,22 +6,30 @@ use super::dead_letters::{self, DeadLetter};
 use super::group::{Group, GroupInner};
 use super::lag::{self, GroupLag};
 use super::options::GroupOptions;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{validate_name, Store, Topic};
 
 impl Topic {
     /// Open the consumer group `name` of this topic, creating it if new. In one process, all
-    /// handles to a group share one state (consumers share its work); opening a group that is
-    /// already open in this process returns it, with the options it was first opened with.
-    /// [`crate::Error::Locked`] if another process has the group open.
+    /// handles to a group share one state (consumers share its work): opening a group that is
+    /// already open in this process returns it, if `opts` equal the options it is open with;
+    /// other options are [`Error::InvalidOptions`] (close every handle first to change them).
+    /// [`Error::Locked`] if another process has the group open.
     pub fn group(&self, name: &str, opts: GroupOptions) -> Result<Group> {
         validate_name("group", name)?;
         opts.validate()?;
         let inner = self.attached().get_or_make(
             name,
             |g: &GroupInner| !g.is_closed(),
-            || GroupInner::open(self.clone(), name, opts),
+            || GroupInner::open(self.clone(), name, opts.clone()),
         )?;
+        if inner.options() != &opts {
+            return Err(Error::InvalidOptions(format!(
+                "group {}/{name} is open in this process with other options; \
+                 open it with the same options, or close it first",
+                self.name()
+            )));
+        }
         Ok(Group::from_inner(inner))
     }
 

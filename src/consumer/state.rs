@@ -277,6 +277,35 @@ impl GroupState {
         }
     }
 
+    /// The holder of `lease` keeps `id` until `deadline` (the caller checked [`Self::holds`]):
+    /// a lease that expired without the event being delivered again is taken back.
+    pub(crate) fn extend(&mut self, id: ItemId, lease: u64, deadline: Instant) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.expired_lease = None;
+            e.unsettled = true;
+        }
+        self.set_status(id, Status::InFlight { lease, deadline });
+    }
+
+    /// A retry of `id` waiting for its due time becomes due at once. Returns false, changing
+    /// nothing, if `id` is not waiting for a retry.
+    pub(crate) fn retry_now(&mut self, id: ItemId) -> bool {
+        let Some(e) = self.entries.get_mut(&id) else { return false };
+        match e.status {
+            Status::Scheduled { due_us } if due_us > 0 => {
+                e.retry_due_us = 0;
+                self.set_status(id, Status::Scheduled { due_us: 0 });
+                true
+            }
+            // Per-key: it stays behind its key, due at once when released.
+            Status::Held if e.retry_due_us > 0 => {
+                e.retry_due_us = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Record a failed attempt and schedule the next one.
     pub(crate) fn schedule_retry(&mut self, id: ItemId, due_us: u64, at_us: u64, reason: String) {
         if let Some(e) = self.entries.get_mut(&id) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::dead_letters::{self, DeadLetter};
-use super::delivery::Delivery;
+use super::delivery::{Delivery, Holder};
 use super::lag::{self, GroupLag};
 use super::now_us;
 use super::options::{AckMode, DeliveryOrder, GroupOptions, StartFrom};
@@ -50,6 +50,8 @@ impl Core {
 pub(crate) struct GroupInner {
     topic: Topic,
     name: String,
+    /// This opening of the group: deliveries carry it, settling checks it.
+    holder: Holder,
     paths: GroupPaths,
     opts: GroupOptions,
     state_log: Log,
@@ -142,6 +144,7 @@ impl GroupInner {
         };
         let seed = now_us() ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15;
         let inner = Arc::new_cyclic(|me| GroupInner {
+            holder: Holder::new_incarnation(topic.name(), name),
             topic,
             name: name.to_owned(),
             paths,
@@ -171,6 +174,10 @@ impl GroupInner {
         inner.state_log.sync()?;
         inner.snapshot_now()?;
         Ok(inner)
+    }
+
+    pub(crate) fn options(&self) -> &GroupOptions {
+        &self.opts
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -309,38 +316,55 @@ impl Group {
     /// Acknowledge a delivery: the event is done for this group and never delivered to it
     /// again (once this returns, in [`AckMode::Durable`], even after power loss).
     /// [`Error::LeaseLost`] if the lease expired and the event was delivered again since,
-    /// or the delivery was settled already.
+    /// or the delivery was settled already. [`Error::ForeignDelivery`] if this group did not
+    /// hand `d` out (it came from another group, or from this group before it was closed and
+    /// reopened); nothing changes then.
     pub fn ack(&self, d: &Delivery) -> Result<()> {
         self.inner.ack_batch(std::slice::from_ref(d))
     }
 
     /// Acknowledge several deliveries with one state-log append and one flush. Every
     /// delivery still held is acked; if some were not, returns [`Error::LeaseLost`] for the
-    /// first of them after acking the others.
+    /// first of them after acking the others. If any of them was not handed out by this
+    /// group, returns [`Error::ForeignDelivery`] and acks none.
     pub fn ack_batch(&self, ds: &[Delivery]) -> Result<()> {
         self.inner.ack_batch(ds)
     }
 
     /// The delivery failed: deliver the event again after the group's backoff. If it has
     /// reached [`GroupOptions::max_deliveries`], it goes to the dead letters instead.
-    /// `reason` (at most [`MAX_REASON_BYTES`] kept) is stored with the event.
+    /// `reason` (at most [`MAX_REASON_BYTES`] kept) is stored with the event. Errors as for
+    /// [`Group::ack`].
     pub fn nack(&self, d: &Delivery, reason: &str) -> Result<()> {
-        self.inner.nack(d, None, reason)
+        self.inner.fail(d, false, None, reason)
     }
 
-    /// Like [`Group::nack`], with an explicit delay instead of the backoff.
+    /// Like [`Group::nack`], with an explicit delay instead of the backoff. Delays (this one
+    /// and the backoff's) are capped at [`crate::MAX_RETRY_DELAY`]; [`Group::retry_now`] makes a
+    /// waiting retry due at once.
     pub fn nack_after(&self, d: &Delivery, delay: Duration, reason: &str) -> Result<()> {
-        self.inner.nack(d, Some(delay), reason)
+        self.inner.fail(d, false, Some(delay), reason)
     }
 
-    /// Give up on the event at once: it goes to the group's dead letters.
+    /// Give up on the event at once: it goes to the group's dead letters. Errors as for
+    /// [`Group::ack`].
     pub fn reject(&self, d: &Delivery, reason: &str) -> Result<()> {
-        self.inner.reject(d, reason)
+        self.inner.fail(d, true, None, reason)
     }
 
-    /// Extend a delivery's lease to `by` from now; returns the new deadline.
+    /// Extend a delivery's lease to `by` from now; returns the new deadline. Allowed exactly
+    /// when an ack would be: also after the lease expired, as long as the event was not
+    /// delivered to anyone since (the holder then gets it back). Errors as for
+    /// [`Group::ack`].
     pub fn extend_lease(&self, d: &Delivery, by: Duration) -> Result<Instant> {
         self.inner.extend_lease(d, by)
+    }
+
+    /// Cancel the wait of a scheduled retry: the topic event at `offset`, nacked and waiting
+    /// for its retry time, becomes due at once (durably, as a nack). Returns false, changing
+    /// nothing, if that event is not waiting for a retry.
+    pub fn retry_now(&self, offset: u64) -> Result<bool> {
+        self.inner.retry_now(offset)
     }
 
     /// Deliver a parked dead letter to this group again (with a fresh delivery count).

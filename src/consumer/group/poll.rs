@@ -106,7 +106,7 @@ impl GroupInner {
             };
             if let Some((lease, attempt)) = core.state.lease(id, deadline) {
                 events.push(StateEvent::Delivered { id, attempt });
-                out.push(Delivery::new(id, lease, attempt, deadline, record));
+                out.push(Delivery::new(&self.holder, (id, lease), attempt, deadline, record));
             }
         }
         // 2. New events, in offset order.
@@ -153,7 +153,7 @@ impl GroupInner {
             }
             if let Some((lease, attempt)) = core.state.lease(id, deadline) {
                 events.push(StateEvent::Delivered { id, attempt });
-                out.push(Delivery::new(id, lease, attempt, deadline, record));
+                out.push(Delivery::new(&self.holder, (id, lease), attempt, deadline, record));
             }
         }
         Ok(())

@@ -8,8 +8,9 @@ use super::{Core, GroupInner};
 use crate::consumer::dead_letters::{self, DeadLetterCause, DeadLetterMeta};
 use crate::consumer::delivery::Delivery;
 use crate::consumer::now_us;
+use crate::consumer::options::retry_due_us;
 use crate::consumer::persist::StateEvent;
-use crate::consumer::state::{ItemId, Status};
+use crate::consumer::state::ItemId;
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::record::OwnedRecord;
@@ -75,8 +76,31 @@ impl GroupInner {
         Ok(core.state.dead_lettered(id, at).is_some())
     }
 
+    /// [`Error::ForeignDelivery`] unless this opening of this group handed `d` out.
+    fn check_ours(&self, d: &Delivery) -> Result<()> {
+        if d.holder().same(&self.holder) {
+            return Ok(());
+        }
+        Err(Error::ForeignDelivery {
+            offset: d.offset(),
+            delivered_by: d.holder().label().to_owned(),
+            settled_by: self.holder.label().to_owned(),
+        })
+    }
+
+    /// [`Error::LeaseLost`] unless the holder of `d` may still settle it.
+    fn check_held(core: &Core, d: &Delivery) -> Result<()> {
+        let (id, lease) = d.lease();
+        match core.state.holds(id, lease) {
+            true => Ok(()),
+            false => Err(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() }),
+        }
+    }
+
     pub(super) fn ack_batch(&self, ds: &[Delivery]) -> Result<()> {
         self.check_usable()?;
+        // Checked for every delivery before anything changes.
+        ds.iter().try_for_each(|d| self.check_ours(d))?;
         let mut first_lost = None;
         let mut outcome = Outcome { sync: true, notify: false };
         {
@@ -84,12 +108,13 @@ impl GroupInner {
             let mut events = Vec::with_capacity(ds.len());
             let at_limit = self.outstanding(&core) >= self.opts.max_outstanding as usize;
             for d in ds {
-                if !core.state.holds(d.lease().0, d.lease().1) {
-                    first_lost.get_or_insert(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() });
+                if let Err(e) = Self::check_held(&core, d) {
+                    first_lost.get_or_insert(e);
                     continue;
                 }
-                events.push(StateEvent::Acked { id: d.lease().0 });
-                outcome.notify |= core.state.finish(d.lease().0).is_some();
+                let (id, _) = d.lease();
+                events.push(StateEvent::Acked { id });
+                outcome.notify |= core.state.finish(id).is_some();
             }
             outcome.notify |= at_limit;
             self.write_events(&mut core, &events)?;
@@ -98,61 +123,32 @@ impl GroupInner {
         first_lost.map_or(Ok(()), Err)
     }
 
-    pub(super) fn nack(&self, d: &Delivery, delay: Option<Duration>, reason: &str) -> Result<()> {
+    /// Settle `d` as failed: retry it after `delay` (the backoff if `None`), or move it to
+    /// the dead letters if it was rejected or has used up its deliveries.
+    pub(super) fn fail(&self, d: &Delivery, rejected: bool, delay: Option<Duration>, reason: &str) -> Result<()> {
         self.check_usable()?;
+        self.check_ours(d)?;
         let outcome = {
             let mut core = self.core.lock();
-            if !core.state.holds(d.lease().0, d.lease().1) {
-                return Err(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() });
-            }
+            Self::check_held(&core, d)?;
+            let (id, _) = d.lease();
             let reason = dead_letters::clip_reason(reason);
-            let attempts = core.state.entries.get(&d.lease().0).map_or(0, |e| e.attempts);
+            let attempts = core.state.entries.get(&id).map_or(0, |e| e.attempts);
             let mut events = Vec::new();
             let mut outcome = Outcome { sync: true, notify: true };
-            if attempts >= self.opts.max_deliveries {
+            if rejected || attempts >= self.opts.max_deliveries {
+                let cause = if rejected { DeadLetterCause::Rejected } else { DeadLetterCause::MaxDeliveries };
                 let log = self.topic_log()?;
-                outcome.notify = self.dead_letter(
-                    &mut core,
-                    &log,
-                    d.lease().0,
-                    DeadLetterCause::MaxDeliveries,
-                    Some(&reason),
-                    &mut events,
-                )?;
+                outcome.notify = self.dead_letter(&mut core, &log, id, cause, Some(&reason), &mut events)?;
             } else {
                 let now = now_us();
                 let r = core.random();
-                let delay = delay.unwrap_or_else(|| self.opts.backoff.delay(attempts, r));
-                let due = now.saturating_add(delay.as_micros().min(u64::MAX as u128) as u64).max(1);
-                core.state.schedule_retry(d.lease().0, due, now, reason.clone());
-                events.push(StateEvent::Nacked {
-                    id: d.lease().0,
-                    attempt: attempts,
-                    retry_at_us: due,
-                    at_us: now,
-                    reason,
-                });
+                let due = retry_due_us(now, delay.unwrap_or_else(|| self.opts.backoff.delay(attempts, r)));
+                core.state.schedule_retry(id, due, now, reason.clone());
+                events.push(StateEvent::Nacked { id, attempt: attempts, retry_at_us: due, at_us: now, reason });
             }
             self.write_events(&mut core, &events)?;
             outcome
-        };
-        self.finish(outcome)
-    }
-
-    pub(super) fn reject(&self, d: &Delivery, reason: &str) -> Result<()> {
-        self.check_usable()?;
-        let outcome = {
-            let mut core = self.core.lock();
-            if !core.state.holds(d.lease().0, d.lease().1) {
-                return Err(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() });
-            }
-            let reason = dead_letters::clip_reason(reason);
-            let log = self.topic_log()?;
-            let mut events = Vec::new();
-            let notify =
-                self.dead_letter(&mut core, &log, d.lease().0, DeadLetterCause::Rejected, Some(&reason), &mut events)?;
-            self.write_events(&mut core, &events)?;
-            Outcome { sync: true, notify }
         };
         self.finish(outcome)
     }
@@ -164,17 +160,32 @@ impl GroupInner {
         }
     }
 
+    /// The same rule as ack and nack: the lease is current, or it expired and nobody has been
+    /// given the event since (then the holder gets it back).
     pub(super) fn extend_lease(&self, d: &Delivery, by: Duration) -> Result<Instant> {
         self.check_usable()?;
+        self.check_ours(d)?;
         let mut core = self.core.lock();
-        match core.state.entries.get(&d.lease().0).map(|e| e.status) {
-            Some(Status::InFlight { lease, .. }) if lease == d.lease().1 => {
-                let deadline = instant_after(Instant::now(), by);
-                core.state.set_status(d.lease().0, Status::InFlight { lease, deadline });
-                Ok(deadline)
+        Self::check_held(&core, d)?;
+        let (id, lease) = d.lease();
+        let deadline = instant_after(Instant::now(), by);
+        core.state.extend(id, lease, deadline);
+        Ok(deadline)
+    }
+
+    /// A retry of topic event `offset` that waits for its due time becomes due at once.
+    pub(super) fn retry_now(&self, offset: u64) -> Result<bool> {
+        self.check_usable()?;
+        let id = ItemId::Topic(offset);
+        {
+            let mut core = self.core.lock();
+            if !core.state.retry_now(id) {
+                return Ok(false);
             }
-            _ => Err(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() }),
+            self.write_events(&mut core, &[StateEvent::RetryNow { id }])?;
         }
+        self.finish(Outcome { sync: true, notify: true })?;
+        Ok(true)
     }
 
     pub(super) fn redrive(&self, which: Option<u64>) -> Result<u64> {
