@@ -138,10 +138,14 @@ pub struct GroupOptions {
     pub order: DeliveryOrder,
     /// When acks are durable. Default [`AckMode::Durable`].
     pub ack_mode: AckMode,
-    /// Most events that may be unfinished at once (in flight, waiting for a retry, held back
-    /// by key, or redriven and not settled). When reached, no new events are read from the
-    /// topic until some finish. Default 10 000, at most 2^20.
+    /// Most events that may be unfinished at once (in flight, waiting for a retry, or
+    /// redriven and not settled; events held back by key do not count). When reached, no new
+    /// events are read from the topic until some finish. Default 10 000, at most 2^20.
     pub max_outstanding: u32,
+    /// Per-key order: most events that may be held back behind an earlier event of their key
+    /// at once (each costs memory: about 200 bytes plus its key). When reached, no new
+    /// events are read from the topic until a key moves on. Default 100 000, at most 2^20.
+    pub max_held_back: u32,
     /// Where a new group starts. Default [`StartFrom::Earliest`].
     pub start: StartFrom,
     /// State changes between two snapshots of the group's state. Default 16 384.
@@ -157,6 +161,7 @@ impl Default for GroupOptions {
             order: DeliveryOrder::Offset,
             ack_mode: AckMode::Durable,
             max_outstanding: 10_000,
+            max_held_back: 100_000,
             start: StartFrom::Earliest,
             snapshot_every: 16_384,
         }
@@ -200,6 +205,12 @@ impl GroupOptions {
         self.max_outstanding = n;
         self
     }
+    /// Set [`GroupOptions::max_held_back`].
+    #[must_use]
+    pub fn max_held_back(mut self, n: u32) -> GroupOptions {
+        self.max_held_back = n;
+        self
+    }
     /// Set [`GroupOptions::start`].
     #[must_use]
     pub fn start(mut self, s: StartFrom) -> GroupOptions {
@@ -222,6 +233,11 @@ impl GroupOptions {
         }
         if self.max_outstanding == 0 || u64::from(self.max_outstanding) > super::state::MAX_GAP {
             return Err(Error::InvalidOptions(format!("max_outstanding must be in [1, {}]", super::state::MAX_GAP)));
+        }
+        // Why the bound: held-back events are not recorded in the state log, so replay
+        // accepts a jump past at most 2^20 unrecorded offsets.
+        if self.max_held_back == 0 || u64::from(self.max_held_back) > super::state::MAX_GAP {
+            return Err(Error::InvalidOptions(format!("max_held_back must be in [1, {}]", super::state::MAX_GAP)));
         }
         if self.snapshot_every == 0 {
             return Err(Error::InvalidOptions("snapshot_every must be at least 1".into()));

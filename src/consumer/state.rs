@@ -84,7 +84,7 @@ impl Entry {
 }
 
 /// Longest run of offsets the persisted state may skip over in one step (events that were
-/// looked at but not recorded: held back per key, at most `max_outstanding` of them).
+/// looked at but not recorded: held back per key, at most `max_held_back` of them).
 /// Larger jumps mean damaged state.
 pub(crate) const MAX_GAP: u64 = 1 << 20;
 
@@ -107,12 +107,19 @@ pub(crate) struct GroupState {
     /// Events removed by size or age retention before this group finished them.
     pub lost_to_retention: u64,
     next_lease: u64,
+    /// Entries whose status is `Held`.
+    held: usize,
 }
 
 impl GroupState {
     /// A group starting at `offset`.
     pub(crate) fn starting_at(offset: u64) -> GroupState {
         GroupState { cursor: offset, ..GroupState::default() }
+    }
+
+    /// Entries held back behind an earlier item of their key.
+    pub(crate) fn held(&self) -> usize {
+        self.held
     }
 
     /// Lowest offset not done.
@@ -153,7 +160,7 @@ impl GroupState {
                 Status::InFlight { deadline, .. } => {
                     self.leases.remove(&(deadline, id));
                 }
-                Status::Held => {}
+                Status::Held => self.held -= 1,
             }
         }
     }
@@ -170,7 +177,7 @@ impl GroupState {
             Status::InFlight { deadline, .. } => {
                 self.leases.insert((deadline, id));
             }
-            Status::Held => {}
+            Status::Held => self.held += 1,
         }
     }
 

@@ -16,8 +16,11 @@ use crate::log::Log;
 use crate::store::instant_after;
 
 impl GroupInner {
+    /// Unfinished items that count toward `max_outstanding`: every item but those held back
+    /// by key (they have their own bound, `max_held_back`), so that a stuck key cannot take
+    /// the capacity other keys need.
     pub(super) fn outstanding(&self, core: &Core) -> usize {
-        core.state.entries.len()
+        core.state.entries.len() - core.state.held()
     }
 
     /// Hand out up to `max` deliveries now. Returns them and when something may become
@@ -111,7 +114,10 @@ impl GroupInner {
         }
         // 2. New events, in offset order.
         let end = log.next_offset();
-        while out.len() < max && core.state.cursor < end && self.outstanding(core) < self.opts.max_outstanding as usize
+        while out.len() < max
+            && core.state.cursor < end
+            && self.outstanding(core) < self.opts.max_outstanding as usize
+            && core.state.held() < self.opts.max_held_back as usize
         {
             let cursor_pos = core.state.cursor;
             let stale = match &core.scan {
