@@ -32,7 +32,10 @@ pub(crate) const STATE_DIR: &str = "state";
 pub(crate) const DEAD_LETTER_DIR: &str = "dead-letters";
 
 pub(crate) const SNAPSHOT_MAGIC: [u8; 8] = *b"TDLGGRPS";
-pub(crate) const SNAPSHOT_VERSION: u32 = 1;
+/// Version written now. Version 2 appends `dead_letter_format_from` to the payload.
+pub(crate) const SNAPSHOT_VERSION: u32 = 2;
+/// Oldest version still read: written by the first release.
+const SNAPSHOT_VERSION_1: u32 = 1;
 const MAGIC_AT: usize = 0;
 const VERSION_AT: usize = MAGIC_AT + 8;
 const RESERVED_AT: usize = VERSION_AT + 4;
@@ -65,6 +68,12 @@ pub(crate) enum StateEvent {
     LostToRetention { to: u64, lost: u64 },
     /// The retry `id` waited for became due at once ([`crate::Group::retry_now`]).
     RetryNow { id: ItemId },
+    /// Dead-letter records at or after `from` are in format 2 (written once, when a release
+    /// that writes format 2 first opens the group).
+    DeadLetterFormat { from: u64 },
+    /// The dead-letter record at `dlq_offset` was found at open without its
+    /// `DeadLettered` event and finishes no pending item: it is parked.
+    DeadLetterFound { dlq_offset: u64 },
 }
 
 impl StateEvent {
@@ -78,7 +87,9 @@ impl StateEvent {
         match bytes.split_first() {
             Some((&STATE_EVENT_VERSION, rest)) => codec::decode(rest),
             Some((&STATE_EVENT_VERSION_1, rest)) => match codec::decode(rest)? {
-                ev @ StateEvent::RetryNow { .. } => {
+                ev @ (StateEvent::RetryNow { .. }
+                | StateEvent::DeadLetterFormat { .. }
+                | StateEvent::DeadLetterFound { .. }) => {
                     Err(Error::Codec(format!("state event {ev:?} does not exist in version 1")))
                 }
                 ev => Ok(ev),
@@ -112,6 +123,31 @@ pub(crate) struct Snapshot {
     pub dlq_next: u64,
     pub parked: Vec<u64>,
     pub entries: Vec<SnapEntry>,
+    pub dead_letter_format_from: Option<u64>,
+}
+
+/// The snapshot payload of version 1: version 2 without `dead_letter_format_from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SnapshotV1 {
+    cursor: u64,
+    lost_to_retention: u64,
+    dlq_next: u64,
+    parked: Vec<u64>,
+    entries: Vec<SnapEntry>,
+}
+
+impl From<SnapshotV1> for Snapshot {
+    fn from(s: SnapshotV1) -> Snapshot {
+        Snapshot {
+            cursor: s.cursor,
+            lost_to_retention: s.lost_to_retention,
+            dlq_next: s.dlq_next,
+            parked: s.parked,
+            entries: s.entries,
+            // Written before format 2 existed: every dead letter is in format 1.
+            dead_letter_format_from: None,
+        }
+    }
 }
 
 impl Snapshot {
@@ -120,6 +156,7 @@ impl Snapshot {
             cursor: state.cursor,
             lost_to_retention: state.lost_to_retention,
             dlq_next: state.dlq_next,
+            dead_letter_format_from: state.dead_letter_format_from,
             parked: state.parked.iter().copied().collect(),
             entries: state
                 .entries
@@ -146,6 +183,7 @@ impl Snapshot {
         let mut s = GroupState::starting_at(self.cursor);
         s.lost_to_retention = self.lost_to_retention;
         s.dlq_next = self.dlq_next;
+        s.dead_letter_format_from = self.dead_letter_format_from;
         s.parked = self.parked.into_iter().collect();
         for se in self.entries {
             let mut e = Entry::new(se.source_offset);
@@ -181,7 +219,8 @@ impl Snapshot {
         if b.len() < SNAPSHOT_HEADER_LEN {
             return Err(corrupt(0, CorruptionKind::BadLength { len: b.len() as u64, available: b.len() as u64 }));
         }
-        if b[MAGIC_AT..MAGIC_AT + 8] != SNAPSHOT_MAGIC || le_u32(b, VERSION_AT) != SNAPSHOT_VERSION {
+        let version = le_u32(b, VERSION_AT);
+        if b[MAGIC_AT..MAGIC_AT + 8] != SNAPSHOT_MAGIC || !(SNAPSHOT_VERSION_1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(corrupt(MAGIC_AT, CorruptionKind::BadMagic));
         }
         let payload_len = le_u64(b, PAYLOAD_LEN_AT);
@@ -195,8 +234,12 @@ impl Snapshot {
         if got != expected {
             return Err(corrupt(CRC_AT, CorruptionKind::ChecksumMismatch { got, expected }));
         }
-        let snap: Snapshot = codec::decode(&b[SNAPSHOT_HEADER_LEN..])
-            .map_err(|_| corrupt(SNAPSHOT_HEADER_LEN, CorruptionKind::BadField("snapshot payload")))?;
+        let payload = &b[SNAPSHOT_HEADER_LEN..];
+        let snap: Snapshot = match version {
+            SNAPSHOT_VERSION_1 => codec::decode::<SnapshotV1>(payload).map(Snapshot::from),
+            _ => codec::decode(payload),
+        }
+        .map_err(|_| corrupt(SNAPSHOT_HEADER_LEN, CorruptionKind::BadField("snapshot payload")))?;
         Ok((snap, le_u64(b, COVERS_AT)))
     }
 }
@@ -279,6 +322,10 @@ pub(crate) fn apply(state: &mut GroupState, ev: &StateEvent) -> Result<()> {
         StateEvent::RetryNow { id } => {
             state.retry_now(*id);
         }
+        StateEvent::DeadLetterFormat { from } => {
+            state.dead_letter_format_from.get_or_insert(*from);
+        }
+        StateEvent::DeadLetterFound { dlq_offset } => state.dead_letter_found(*dlq_offset),
     }
     Ok(())
 }

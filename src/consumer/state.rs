@@ -104,6 +104,9 @@ pub(crate) struct GroupState {
     pub parked: BTreeSet<u64>,
     /// Every dead-letter record below this offset is reflected in this state.
     pub dlq_next: u64,
+    /// Dead-letter records at or after this offset are in format 2; `None` until a release
+    /// that writes format 2 opened the group (every record is then in format 1).
+    pub dead_letter_format_from: Option<u64>,
     /// Events removed by size or age retention before this group finished them.
     pub lost_to_retention: u64,
     next_lease: u64,
@@ -332,6 +335,13 @@ impl GroupState {
         self.parked.insert(dlq_offset);
         self.dlq_next = self.dlq_next.max(dlq_offset.saturating_add(1));
         self.finish(id)
+    }
+
+    /// A dead-letter record at `dlq_offset` that finishes no pending item (its event was
+    /// done already, or it names no event of this group): it is parked.
+    pub(crate) fn dead_letter_found(&mut self, dlq_offset: u64) {
+        self.parked.insert(dlq_offset);
+        self.dlq_next = self.dlq_next.max(dlq_offset.saturating_add(1));
     }
 
     /// A parked dead letter goes back to the group. Returns false if it is not parked.

@@ -19,7 +19,7 @@ use super::lag::{self, GroupLag};
 use super::now_us;
 use super::options::{AckMode, DeliveryOrder, GroupOptions, StartFrom};
 use super::persist::{self, GroupPaths, StateEvent};
-use super::state::{GroupState, ItemId};
+use super::state::{GroupState, ItemId, MAX_GAP};
 use crate::error::{Error, Result};
 use crate::log::{Cursor, Log};
 use crate::store::Topic;
@@ -30,7 +30,6 @@ pub(super) struct Core {
     state: GroupState,
     /// Reads new events: a cursor over the topic and whether it reads through a follower.
     scan: Option<(Cursor, bool)>,
-    dead_letters: Option<Log>,
     since_snapshot: u64,
     rng: u64,
 }
@@ -117,31 +116,17 @@ impl GroupInner {
                 s
             }
         };
-        // Reconcile with the dead-letter log: a dead letter written just before a crash,
-        // whose state change did not make it, is recorded now (never written twice).
-        let dead_letters = if paths.dead_letters.is_dir() {
-            let dl = Log::open(&paths.dead_letters, dead_letters::log_options(&store_opts))?;
-            let from = state.dlq_next.max(dl.first_offset());
-            let records = if from < dl.next_offset() { Some(dl.iter(from)) } else { None };
-            for rec in records.into_iter().flatten() {
-                let rec = rec?;
-                let at = rec.offset;
-                let d = dead_letters::parse(rec)?;
-                let id = match d.redrive_of {
-                    Some(x) => ItemId::Redrive(x),
-                    None => ItemId::Topic(d.source_offset),
-                };
-                if let ItemId::Topic(o) = id {
-                    state.visit(o)?;
-                }
-                state.dead_lettered(id, at);
-                events.push(StateEvent::DeadLettered { id, dlq_offset: at });
-            }
-            state.dlq_next = state.dlq_next.max(dl.next_offset());
-            Some(dl)
-        } else {
-            None
+        let topic_end = match topic.fresh_reader()? {
+            Some((log, _)) => log.next_offset(),
+            None => 0,
         };
+        let dl_next = reconcile_dead_letters(&paths, &store_opts, &mut state, topic_end, &mut events)?;
+        if state.dead_letter_format_from.is_none() {
+            // The first opening by a release that writes format 2: every record there is now
+            // is in format 1, every later one in format 2.
+            state.dead_letter_format_from = Some(dl_next);
+            events.push(StateEvent::DeadLetterFormat { from: dl_next });
+        }
         let seed = now_us() ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15;
         let inner = Arc::new_cyclic(|me| GroupInner {
             holder: Holder::new_incarnation(topic.name(), name),
@@ -150,7 +135,7 @@ impl GroupInner {
             paths,
             opts,
             state_log,
-            core: Mutex::new(Core { state, scan: None, dead_letters, since_snapshot: 0, rng: seed | 1 }),
+            core: Mutex::new(Core { state, scan: None, since_snapshot: 0, rng: seed | 1 }),
             snapshot_lock: Mutex::new(()),
             snapshotting: AtomicBool::new(false),
             me: me.clone(),
@@ -250,12 +235,11 @@ impl GroupInner {
     }
 
     pub(super) fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        let (dl, statuses) = {
-            let core = self.core.lock();
-            (core.dead_letters.clone(), dead_letters::Statuses::of(&core.state))
-        };
-        let Some(dl) = dl else { return Ok(Vec::new()) };
-        dead_letters::list(&dl, &statuses)
+        let view = dead_letters::View::of(&self.core.lock().state);
+        match self.dead_letter_reader()? {
+            Some(dl) => dead_letters::list(&dl, &view),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub(super) fn close(&self) -> Result<()> {
@@ -266,11 +250,69 @@ impl GroupInner {
             return Ok(());
         }
         let snap = if self.poisoned.load(Ordering::Acquire) { Ok(()) } else { self.write_snapshot_locked() };
-        let dl = self.core.lock().dead_letters.take();
-        let a = self.state_log.clone().close();
-        let b = dl.map_or(Ok(()), Log::close);
-        snap.and(a).and(b)
+        let closed = self.state_log.clone().close();
+        snap.and(closed)
     }
+}
+
+/// Record the dead letters written just before a crash, whose state change did not make it
+/// (the dead-letter record is durable before its `DeadLettered` event): every record at or
+/// after the state's `dlq_next`. Returns the dead-letter log's next offset.
+///
+/// A record finishes the pending item it names, if there is one; the event it names may also
+/// be one the state has not looked at yet (its `Delivered` event was lost with the crash),
+/// if it lies in the topic and within replay's reach. Any other record, or one that does not
+/// decode, is parked without finishing anything: nothing read from a record can make the
+/// group fail to open.
+fn reconcile_dead_letters(
+    paths: &GroupPaths,
+    store_opts: &crate::store::StoreOptions,
+    state: &mut GroupState,
+    topic_end: u64,
+    events: &mut Vec<StateEvent>,
+) -> Result<u64> {
+    // Read-only: this opening holds the group's lock, so nobody appends meanwhile.
+    let dl = match Log::open_read_only(&paths.dead_letters, dead_letters::log_options(store_opts)) {
+        Ok(dl) => dl,
+        Err(Error::NotFound { .. }) => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let from = state.dlq_next.max(dl.first_offset());
+    if from >= dl.next_offset() {
+        return Ok(dl.next_offset());
+    }
+    for rec in dl.iter(from) {
+        let rec = rec?;
+        let at = rec.offset;
+        let id = match dead_letters::decode(rec, state.dead_letter_format_from, dl.dir()) {
+            Ok(d) => match d.redrive_of {
+                Some(x) => ItemId::Redrive(x),
+                None => ItemId::Topic(d.source_offset),
+            },
+            Err(_) => {
+                state.dead_letter_found(at);
+                events.push(StateEvent::DeadLetterFound { dlq_offset: at });
+                continue;
+            }
+        };
+        let unseen = match id {
+            ItemId::Topic(o) => o >= state.cursor && o < topic_end && o - state.cursor <= MAX_GAP,
+            ItemId::Redrive(_) => false,
+        };
+        if unseen {
+            if let ItemId::Topic(o) = id {
+                state.visit(o)?;
+            }
+        }
+        if state.entries.contains_key(&id) {
+            state.dead_lettered(id, at);
+            events.push(StateEvent::DeadLettered { id, dlq_offset: at });
+        } else {
+            state.dead_letter_found(at);
+            events.push(StateEvent::DeadLetterFound { dlq_offset: at });
+        }
+    }
+    Ok(dl.next_offset())
 }
 
 impl Drop for GroupInner {

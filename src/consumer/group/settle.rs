@@ -18,23 +18,34 @@ use crate::store::instant_after;
 
 impl GroupInner {
     /// The event behind `id`: from the topic, or for a redrive from the dead-letter log.
-    pub(super) fn read_item(&self, core: &mut Core, log: &Log, id: ItemId) -> Result<OwnedRecord> {
+    pub(super) fn read_item(&self, core: &Core, log: &Log, id: ItemId) -> Result<OwnedRecord> {
         match id {
             ItemId::Topic(o) => log.read(o),
-            ItemId::Redrive(d) => {
-                let dl = self.dead_letter_log(core)?;
-                Ok(dead_letters::parse(dl.read(d)?)?.record)
-            }
+            ItemId::Redrive(d) => Ok(self.read_dead_letter(core, None, d)?.record),
         }
     }
 
-    pub(super) fn dead_letter_log(&self, core: &mut Core) -> Result<Log> {
-        if let Some(l) = &core.dead_letters {
-            return Ok(l.clone());
+    /// The dead letter at `dlq_offset`, read from `dl` (opened if `None`).
+    fn read_dead_letter(&self, core: &Core, dl: Option<&Log>, dlq_offset: u64) -> Result<dead_letters::DeadLetter> {
+        let opened;
+        let dl = match dl {
+            Some(dl) => dl,
+            None => {
+                opened = self.dead_letter_reader()?.ok_or(Error::UnknownDeadLetter { dlq_offset })?;
+                &opened
+            }
+        };
+        dead_letters::decode(dl.read(dlq_offset)?, core.state.dead_letter_format_from, dl.dir())
+    }
+
+    /// The dead-letter log, for reading; `None` if the group has none. Opened for each use,
+    /// not kept: an idle group holds no descriptor for it.
+    pub(super) fn dead_letter_reader(&self) -> Result<Option<Log>> {
+        match Log::open_read_only(&self.paths.dead_letters, dead_letters::log_options(self.topic.store().options())) {
+            Ok(dl) => Ok(Some(dl)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
-        let l = Log::open(&self.paths.dead_letters, dead_letters::log_options(self.topic.store().options()))?;
-        core.dead_letters = Some(l.clone());
-        Ok(l)
     }
 
     /// Move `id` to the dead letters. IMPORTANT: the dead-letter record is durable before
@@ -70,8 +81,10 @@ impl GroupInner {
                 ItemId::Topic(_) => None,
             },
         };
-        let dl = self.dead_letter_log(core)?;
+        // Opened for this append and closed after it: see `dead_letter_reader`.
+        let dl = Log::open(&self.paths.dead_letters, dead_letters::log_options(self.topic.store().options()))?;
         let at = dead_letters::append(&dl, &record, &meta)?;
+        dl.close()?;
         events.push(StateEvent::DeadLettered { id, dlq_offset: at });
         Ok(core.state.dead_lettered(id, at).is_some())
     }
@@ -204,10 +217,10 @@ impl GroupInner {
             if targets.is_empty() {
                 return Ok(0);
             }
-            let dl = self.dead_letter_log(&mut core)?;
+            let dl = self.dead_letter_reader()?;
             let mut events = Vec::with_capacity(targets.len());
             for d in &targets {
-                let source_offset = dead_letters::parse(dl.read(*d)?)?.source_offset;
+                let source_offset = self.read_dead_letter(&core, dl.as_ref(), *d)?.source_offset;
                 if core.state.redrive(*d, source_offset) {
                     events.push(StateEvent::Redriven { dlq_offset: *d, source_offset });
                 }

@@ -1,13 +1,17 @@
-//! Dead-letter records: the original event (key, headers, payload) with what happened to it
-//! appended as headers. One dead-letter log per group.
+//! Dead letters: one dead-letter log per group, one record per dead letter, holding the
+//! original event and what happened to it. [`record`] is the format written now (metadata
+//! in the record's key, out of publishers' reach); [`legacy`] the format the first release
+//! wrote (metadata in headers), still read. Which one a record is in is decided by its
+//! offset: the group's state records the first offset written in format 2
+//! ([`GroupState::dead_letter_format_from`]), never by looking at the record.
 //!
-//! Header values are ASCII text (decimal numbers), like Kafka Connect's `__connect.errors.*`
-//! headers, so that `tidelog dump` and other tools show them as they are. Layout (see
-//! `docs/format.md` ("Store and consumer-group files")): the original headers first, in order, then
-//! `tidelog.dlq.original-headers` whose value is their count (and therefore its own index),
-//! then the other `tidelog.dlq.*` headers.
+//! Layouts in `docs/format.md` ("Dead-letter records").
+
+mod legacy;
+mod record;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use super::persist::{self, GroupPaths};
 use super::state::{GroupState, ItemId};
@@ -16,18 +20,6 @@ use crate::log::Log;
 use crate::options::{Durability, Options};
 use crate::record::{Header, OwnedRecord, Record};
 use crate::store::{StoreOptions, Topic};
-
-pub(crate) const H_ORIGINAL_HEADERS: &str = "tidelog.dlq.original-headers";
-pub(crate) const H_TOPIC: &str = "tidelog.dlq.topic";
-pub(crate) const H_OFFSET: &str = "tidelog.dlq.offset";
-pub(crate) const H_TIMESTAMP: &str = "tidelog.dlq.timestamp-us";
-pub(crate) const H_GROUP: &str = "tidelog.dlq.group";
-pub(crate) const H_ATTEMPTS: &str = "tidelog.dlq.attempts";
-pub(crate) const H_CAUSE: &str = "tidelog.dlq.cause";
-pub(crate) const H_REASON: &str = "tidelog.dlq.reason";
-pub(crate) const H_FIRST_FAILURE: &str = "tidelog.dlq.first-failure-us";
-pub(crate) const H_LAST_FAILURE: &str = "tidelog.dlq.last-failure-us";
-pub(crate) const H_REDRIVE_OF: &str = "tidelog.dlq.redrive-of";
 
 /// Longest failure reason kept, in bytes (longer ones are cut at a character boundary).
 pub const MAX_REASON_BYTES: usize = 4096;
@@ -43,7 +35,7 @@ pub enum DeadLetterCause {
 }
 
 impl DeadLetterCause {
-    /// The text stored in the `tidelog.dlq.cause` header.
+    /// Lower-case name, as the CLI prints it.
     pub fn as_str(&self) -> &'static str {
         match self {
             DeadLetterCause::Rejected => "rejected",
@@ -133,90 +125,24 @@ pub(crate) fn clip_reason(reason: &str) -> String {
     reason[..end].to_owned()
 }
 
-/// Append the dead-letter record for `event` to `log`; returns its dead-letter offset.
-pub(crate) fn append(log: &crate::Log, event: &OwnedRecord, meta: &DeadLetterMeta<'_>) -> Result<u64> {
-    let texts: Vec<(&'static str, String)> = {
-        let mut v = vec![
-            (H_ORIGINAL_HEADERS, event.headers.len().to_string()),
-            (H_TOPIC, meta.topic.to_owned()),
-            (H_OFFSET, event.offset.to_string()),
-            (H_TIMESTAMP, event.timestamp_us.to_string()),
-            (H_GROUP, meta.group.to_owned()),
-            (H_ATTEMPTS, meta.attempts.to_string()),
-            (H_CAUSE, meta.cause.as_str().to_owned()),
-            (H_REASON, clip_reason(meta.reason)),
-            (H_FIRST_FAILURE, meta.first_failure_us.to_string()),
-            (H_LAST_FAILURE, meta.last_failure_us.to_string()),
-        ];
-        if let Some(r) = meta.redrive_of {
-            v.push((H_REDRIVE_OF, r.to_string()));
-        }
-        v
+/// Append the dead-letter record for `event` to `log` (format 2); returns its dead-letter
+/// offset.
+pub(crate) fn append(log: &Log, event: &OwnedRecord, meta: &DeadLetterMeta<'_>) -> Result<u64> {
+    let key = record::encode(event, meta, &clip_reason(meta.reason));
+    let headers: Vec<Header<'_>> = event.headers.iter().map(|(n, v)| Header { name: n, value: v }).collect();
+    log.append(Record::new(&event.payload).key(&key).headers(&headers))
+}
+
+/// Decode the dead-letter record `rec` read from the log in `dir`. `format_2_from` is the
+/// first offset written in format 2 (`None`: every record is in format 1). Malformed
+/// metadata is [`Error::Corruption`] naming the dead-letter log and the record's offset.
+pub(crate) fn decode(rec: OwnedRecord, format_2_from: Option<u64>, dir: &Path) -> Result<DeadLetter> {
+    let at = rec.offset;
+    let decoded = match format_2_from {
+        Some(from) if at >= from => record::decode(rec),
+        _ => legacy::decode(rec),
     };
-    let mut headers: Vec<Header<'_>> = event.headers.iter().map(|(n, v)| Header { name: n, value: v }).collect();
-    headers.extend(texts.iter().map(|(n, v)| Header { name: n, value: v.as_bytes() }));
-    let mut rec = Record::new(&event.payload).headers(&headers);
-    if let Some(k) = &event.key {
-        rec = rec.key(k);
-    }
-    log.append(rec)
-}
-
-fn bad(field: &'static str) -> Error {
-    Error::corrupt("dead-letter record", 0, CorruptionKind::BadField(field))
-}
-
-fn text<'a>(meta: &'a [(String, Vec<u8>)], name: &'static str) -> Result<&'a str> {
-    let v = meta.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice()).ok_or_else(|| bad(name))?;
-    std::str::from_utf8(v).map_err(|_| bad(name))
-}
-
-fn number(meta: &[(String, Vec<u8>)], name: &'static str) -> Result<u64> {
-    text(meta, name)?.parse::<u64>().map_err(|_| bad(name))
-}
-
-/// Parse a dead-letter record (as read from the dead-letter log at `dlq_offset`).
-/// `status` is filled in by the caller; this returns [`DeadLetterStatus::Parked`].
-pub(crate) fn parse(rec: OwnedRecord) -> Result<DeadLetter> {
-    let split = rec
-        .headers
-        .iter()
-        .enumerate()
-        .position(|(i, (n, v))| n == H_ORIGINAL_HEADERS && std::str::from_utf8(v).ok() == Some(i.to_string().as_str()))
-        .ok_or_else(|| bad(H_ORIGINAL_HEADERS))?;
-    let mut headers = rec.headers;
-    let meta = headers.split_off(split);
-    let cause = match text(&meta, H_CAUSE)? {
-        "rejected" => DeadLetterCause::Rejected,
-        "max-deliveries" => DeadLetterCause::MaxDeliveries,
-        _ => return Err(bad(H_CAUSE)),
-    };
-    let source_offset = number(&meta, H_OFFSET)?;
-    let redrive_of = match meta.iter().any(|(n, _)| n == H_REDRIVE_OF) {
-        true => Some(number(&meta, H_REDRIVE_OF)?),
-        false => None,
-    };
-    Ok(DeadLetter {
-        dlq_offset: rec.offset,
-        topic: text(&meta, H_TOPIC)?.to_owned(),
-        group: text(&meta, H_GROUP)?.to_owned(),
-        source_offset,
-        attempts: u32::try_from(number(&meta, H_ATTEMPTS)?).map_err(|_| bad(H_ATTEMPTS))?,
-        cause,
-        reason: text(&meta, H_REASON)?.to_owned(),
-        first_failure_us: number(&meta, H_FIRST_FAILURE)?,
-        last_failure_us: number(&meta, H_LAST_FAILURE)?,
-        dead_lettered_us: rec.timestamp_us,
-        redrive_of,
-        status: DeadLetterStatus::Parked,
-        record: OwnedRecord {
-            offset: source_offset,
-            timestamp_us: number(&meta, H_TIMESTAMP)?,
-            key: rec.key,
-            headers,
-            payload: rec.payload,
-        },
-    })
+    decoded.map_err(|field| Error::corrupt(dir, at, CorruptionKind::BadField(field)))
 }
 
 /// Options of a group's dead-letter log in a store opened with `store`.
@@ -238,9 +164,10 @@ pub(crate) fn next_offset(paths: &GroupPaths, store: &StoreOptions) -> Result<u6
     }
 }
 
-/// What a group's state says about its dead letters, taken at one moment, to tell the status
-/// of each.
-pub(crate) struct Statuses {
+/// What a group's state says about its dead letters, taken at one moment, to decode each and
+/// tell its status.
+pub(crate) struct View {
+    format_2_from: Option<u64>,
     parked: BTreeSet<u64>,
     redriving: BTreeSet<u64>,
     /// Records at or after this offset are not reflected in the state yet (written just
@@ -248,8 +175,8 @@ pub(crate) struct Statuses {
     reflected_below: u64,
 }
 
-impl Statuses {
-    pub(crate) fn of(s: &GroupState) -> Statuses {
+impl View {
+    pub(crate) fn of(s: &GroupState) -> View {
         let redriving = s
             .entries
             .keys()
@@ -258,7 +185,12 @@ impl Statuses {
                 ItemId::Topic(_) => None,
             })
             .collect();
-        Statuses { parked: s.parked.clone(), redriving, reflected_below: s.dlq_next }
+        View {
+            format_2_from: s.dead_letter_format_from,
+            parked: s.parked.clone(),
+            redriving,
+            reflected_below: s.dlq_next,
+        }
     }
 
     fn status(&self, dlq_offset: u64) -> DeadLetterStatus {
@@ -273,11 +205,11 @@ impl Statuses {
 }
 
 /// Every dead letter in `dl`, oldest first, with its status.
-pub(crate) fn list(dl: &Log, statuses: &Statuses) -> Result<Vec<DeadLetter>> {
+pub(crate) fn list(dl: &Log, view: &View) -> Result<Vec<DeadLetter>> {
     let mut out = Vec::new();
     for rec in dl.iter(dl.first_offset()) {
-        let mut d = parse(rec?)?;
-        d.status = statuses.status(d.dlq_offset);
+        let mut d = decode(rec?, view.format_2_from, dl.dir())?;
+        d.status = view.status(d.dlq_offset);
         out.push(d);
     }
     Ok(out)
@@ -296,7 +228,7 @@ pub(crate) fn persisted(topic: &Topic, group: &str) -> Result<Vec<DeadLetter>> {
         Err(Error::NotFound { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    list(&dl, &Statuses::of(&s))
+    list(&dl, &View::of(&s))
 }
 
 #[cfg(test)]
@@ -311,17 +243,90 @@ mod tests {
         assert_eq!(clip_reason("short"), "short");
     }
 
+    fn event(key: Option<&[u8]>, headers: &[(&str, &[u8])]) -> OwnedRecord {
+        OwnedRecord {
+            offset: 41,
+            timestamp_us: 7,
+            key: key.map(<[u8]>::to_vec),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(),
+            payload: b"payload".to_vec(),
+        }
+    }
+
+    fn meta(redrive_of: Option<u64>) -> DeadLetterMeta<'static> {
+        DeadLetterMeta {
+            topic: "orders",
+            group: "billing",
+            attempts: 3,
+            cause: DeadLetterCause::MaxDeliveries,
+            reason: "db down",
+            first_failure_us: 10,
+            last_failure_us: 20,
+            redrive_of,
+        }
+    }
+
+    /// The dead-letter record as `append` stores it, read back at offset `at`.
+    fn stored(ev: &OwnedRecord, m: &DeadLetterMeta<'_>, at: u64) -> OwnedRecord {
+        let key = record::encode(ev, m, &clip_reason(m.reason));
+        OwnedRecord {
+            offset: at,
+            timestamp_us: 99,
+            key: Some(key),
+            headers: ev.headers.clone(),
+            payload: ev.payload.clone(),
+        }
+    }
+
     #[test]
-    fn parse_rejects_records_without_metadata() {
-        let rec = OwnedRecord { offset: 0, timestamp_us: 0, key: None, headers: vec![], payload: vec![] };
-        assert!(parse(rec).is_err());
-        let rec = OwnedRecord {
-            offset: 0,
-            timestamp_us: 0,
-            key: None,
-            headers: vec![(H_ORIGINAL_HEADERS.into(), b"1".to_vec())],
-            payload: vec![],
-        };
-        assert!(parse(rec).is_err());
+    fn format_2_round_trips_and_keeps_the_event_as_published() {
+        let forged: &[(&str, &[u8])] =
+            &[("tidelog.dlq.original-headers", b"0"), ("tidelog.dlq.offset", b"999999999999"), ("x", b"")];
+        for (key, redrive_of) in [(Some(&b"k"[..]), None), (None, Some(5)), (Some(&b""[..]), Some(0))] {
+            let ev = event(key, forged);
+            let d = decode(stored(&ev, &meta(redrive_of), 3), Some(0), Path::new("dl")).unwrap();
+            assert_eq!((d.dlq_offset, d.source_offset, d.attempts, d.redrive_of), (3, 41, 3, redrive_of));
+            assert_eq!((d.topic.as_str(), d.group.as_str(), d.reason.as_str()), ("orders", "billing", "db down"));
+            assert_eq!(
+                (d.cause, d.first_failure_us, d.last_failure_us, d.dead_lettered_us),
+                (DeadLetterCause::MaxDeliveries, 10, 20, 99)
+            );
+            assert_eq!(d.record, ev);
+        }
+    }
+
+    #[test]
+    fn format_2_damage_is_located_corruption_never_a_panic() {
+        let good = stored(&event(Some(b"key"), &[]), &meta(Some(1)), 8);
+        let key = good.key.clone().unwrap();
+        for n in 0..key.len() {
+            let mut r = good.clone();
+            r.key = Some(key[..n].to_vec());
+            let e = decode(r, Some(0), Path::new("dl")).unwrap_err();
+            assert!(matches!(e, Error::Corruption { position: 8, kind: CorruptionKind::BadField(_), .. }), "{e}");
+        }
+        for i in 0..key.len() {
+            for bit in [0x01, 0x80] {
+                let mut r = good.clone();
+                let mut k = key.clone();
+                k[i] ^= bit;
+                r.key = Some(k);
+                // Decodes to other values or fails cleanly.
+                let _ = decode(r, Some(0), Path::new("dl"));
+            }
+        }
+        let mut none = good.clone();
+        none.key = None;
+        assert!(decode(none, Some(0), Path::new("dl")).is_err());
+    }
+
+    #[test]
+    fn the_format_is_chosen_by_offset_not_by_content() {
+        let ev = event(None, &[]);
+        let r = stored(&ev, &meta(None), 5);
+        assert!(decode(r.clone(), Some(5), Path::new("dl")).is_ok());
+        // Below the boundary (or with no boundary) it is read as format 1 and refused.
+        assert!(decode(r.clone(), Some(6), Path::new("dl")).is_err());
+        assert!(decode(r, None, Path::new("dl")).is_err());
     }
 }
