@@ -346,6 +346,30 @@ pub(crate) fn state_log_options(store: &StoreOptions, flush_every: Option<std::t
         .max_record_bytes(1 << 20)
 }
 
+/// Size of the first segment of a group's state log (or `state_segment_bytes` if smaller).
+pub(crate) const FIRST_STATE_SEGMENT_BYTES: u64 = 64 << 10;
+
+/// Open a group's state log for writing (its lock is the group's lock), creating it if
+/// missing. Sized to need: a new state log starts with a small segment
+/// ([`FIRST_STATE_SEGMENT_BYTES`]), so that an idle group reserves little disk; only once a
+/// group fills it do its segments get `state_segment_bytes`, which keeps rolls rare for a
+/// busy group. (A segment keeps the size it was created with; later segments get the size
+/// the log is opened with.)
+pub(crate) fn open_state_log(
+    dir: &Path,
+    store: &StoreOptions,
+    flush_every: Option<std::time::Duration>,
+) -> Result<Log> {
+    let opts = state_log_options(store, flush_every);
+    let first = FIRST_STATE_SEGMENT_BYTES.min(opts.segment_bytes);
+    if first < opts.segment_bytes && !dir.is_dir() {
+        // Another process may take the group between this close and the open below: then
+        // the open below is `Locked`, as if it had taken the group first.
+        Log::open(dir, opts.clone().segment_bytes(first))?.close()?;
+    }
+    Log::open(dir, opts)
+}
+
 /// Replay the state log from `from`; returns the number of events applied.
 pub(crate) fn replay(state: &mut GroupState, log: &Log, from: u64) -> Result<u64> {
     let first = log.first_offset();
@@ -514,5 +538,60 @@ mod tests {
         assert_eq!(s.entries[&ItemId::Topic(3)].status, Status::Scheduled { due_us: 99 });
         assert!(StateEvent::decode(&[2, 0]).is_err());
         assert!(StateEvent::decode(&[]).is_err());
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The examples in `docs/format.md` ("State log records", "Snapshot file").
+    #[test]
+    fn the_documented_examples_encode_as_shown() {
+        let nacked = StateEvent::Nacked {
+            id: ItemId::Topic(7),
+            attempt: 2,
+            retry_at_us: 1_764_140_000_000_000,
+            at_us: 1_764_139_999_000_000,
+            reason: "db".into(),
+        };
+        let examples = [
+            (StateEvent::Start { offset: 0 }, "02 00 00"),
+            (StateEvent::Delivered { id: ItemId::Topic(5), attempt: 1 }, "02 01 00 05 01"),
+            (StateEvent::Acked { id: ItemId::Topic(300) }, "02 02 00 fb 2c 01"),
+            (nacked, "02 03 00 07 02 fd 00 b8 08 da 79 44 06 00 fd c0 75 f9 d9 79 44 06 00 02 64 62"),
+            (StateEvent::DeadLettered { id: ItemId::Redrive(3), dlq_offset: 9 }, "02 04 01 03 09"),
+            (StateEvent::Redriven { dlq_offset: 3, source_offset: 7 }, "02 05 03 07"),
+            (StateEvent::LostToRetention { to: 1000, lost: 12 }, "02 06 fb e8 03 0c"),
+            (StateEvent::RetryNow { id: ItemId::Topic(7) }, "02 07 00 07"),
+            (StateEvent::DeadLetterFormat { from: 12 }, "02 08 0c"),
+            (StateEvent::DeadLetterFound { dlq_offset: 4 }, "02 09 04"),
+        ];
+        for (ev, bytes) in examples {
+            let b = ev.encode().unwrap();
+            assert_eq!(hex(&b), bytes, "{ev:?}");
+            // Version 1 payloads decode the same, for the variants version 1 has.
+            let mut v1 = b.clone();
+            v1[0] = 1;
+            assert_eq!(StateEvent::decode(&v1).is_ok(), b[1] <= 6, "{ev:?}");
+        }
+        let mut s = GroupState::starting_at(7);
+        s.entries.insert(ItemId::Topic(6), Entry::new(6));
+        s.parked.insert(2);
+        s.dlq_next = 3;
+        s.dead_letter_format_from = Some(0);
+        let file = Snapshot::of(&s).to_file_bytes(42).unwrap();
+        assert_eq!(
+            hex(&file),
+            "54 44 4c 47 47 52 50 53 02 00 00 00 00 00 00 00 2a 00 00 00 00 00 00 00 \
+             11 00 00 00 00 00 00 00 f0 b7 28 c4 00 00 00 00 \
+             07 00 03 01 02 01 00 06 06 00 00 00 00 00 00 01 00"
+        );
+        // The version-1 example: the same state without its last field.
+        let mut v1 = file[..file.len() - 2].to_vec();
+        v1[VERSION_AT] = 1;
+        v1[PAYLOAD_LEN_AT] = 15;
+        v1[CRC_AT..CRC_AT + 4].copy_from_slice(&[0x9d, 0xed, 0x77, 0x18]);
+        let (back, covers) = Snapshot::from_file_bytes(Path::new("x"), &v1).unwrap();
+        assert_eq!((covers, back.cursor, back.dead_letter_format_from), (42, 7, None));
     }
 }

@@ -9,9 +9,13 @@ use crate::options::Options;
 pub struct StoreOptions {
     /// Options of every topic log. Default: [`Options::default`] with 32 MiB segments.
     pub topic: Options,
-    /// Segment size of each group's state log. Default 2 MiB.
+    /// Segment size of a group's state log once the group has filled the log's first
+    /// segment, which is 64 KiB (or this, if smaller): a group reserves 64 KiB of disk until
+    /// it is busy, then segments of this size (preallocated whole), which keep segment rolls
+    /// rare. Default 2 MiB.
     pub state_segment_bytes: u64,
-    /// Segment size of each group's dead-letter log. Default 1 MiB.
+    /// Segment size of each group's dead-letter log, created at the group's first dead
+    /// letter. Default 1 MiB.
     pub dead_letter_segment_bytes: u64,
     /// Create the store directory if it does not exist. Default true.
     pub create_if_missing: bool,

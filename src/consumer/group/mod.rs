@@ -88,37 +88,32 @@ impl GroupInner {
             AckMode::Periodic(d) => Some(d),
         };
         // The state log's writer lock is the group's lock.
-        let state_log = Log::open(&paths.state, persist::state_log_options(&store_opts, flush_every))?;
+        let state_log = persist::open_state_log(&paths.state, &store_opts, flush_every)?;
+        let (topic_first, topic_end) = match topic.fresh_reader()? {
+            Some((log, _)) => (log.first_offset(), log.next_offset()),
+            None => (0, 0),
+        };
         let mut events = Vec::new();
+        let mut replayed = 0;
         let mut state = match persist::read_snapshot(&paths.dir)? {
             Some((snap, covers)) => {
                 let mut s = snap.into_state();
-                persist::replay(&mut s, &state_log, covers)?;
+                replayed = persist::replay(&mut s, &state_log, covers)?;
                 s
             }
             None if state_log.is_empty() && state_log.first_offset() == 0 => {
-                let start = match (opts.start, topic.reader()?) {
-                    (StartFrom::Earliest, Some((log, _))) => log.first_offset(),
-                    (StartFrom::Latest, Some((log, follower))) => {
-                        if follower {
-                            log.refresh()?;
-                        }
-                        log.next_offset()
-                    }
-                    (_, None) => 0,
+                let start = match opts.start {
+                    StartFrom::Earliest => topic_first,
+                    StartFrom::Latest => topic_end,
                 };
                 events.push(StateEvent::Start { offset: start });
                 GroupState::starting_at(start)
             }
             None => {
                 let mut s = GroupState::default();
-                persist::replay(&mut s, &state_log, 0)?;
+                replayed = persist::replay(&mut s, &state_log, 0)?;
                 s
             }
-        };
-        let topic_end = match topic.fresh_reader()? {
-            Some((log, _)) => log.next_offset(),
-            None => 0,
         };
         let dl_next = reconcile_dead_letters(&paths, &store_opts, &mut state, topic_end, &mut events)?;
         if state.dead_letter_format_from.is_none() {
@@ -135,29 +130,31 @@ impl GroupInner {
             paths,
             opts,
             state_log,
-            core: Mutex::new(Core { state, scan: None, since_snapshot: 0, rng: seed | 1 }),
+            core: Mutex::new(Core { state, scan: None, since_snapshot: replayed, rng: seed | 1 }),
             snapshot_lock: Mutex::new(()),
             snapshotting: AtomicBool::new(false),
             me: me.clone(),
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
-        {
+        let snapshot_due = {
             let mut core = inner.core.lock();
-            if let Some((log, follower)) = inner.topic.reader()? {
-                if follower {
-                    log.refresh()?;
-                }
-                inner.check_retention(&mut core, log.first_offset(), &mut events);
-            }
+            inner.check_retention(&mut core, topic_first, &mut events);
             if inner.opts.order == DeliveryOrder::PerKey {
                 inner.rebuild_keys(&mut core)?;
             }
             inner.write_events(&mut core, &events)?;
+            core.since_snapshot >= inner.opts.snapshot_every
+        };
+        // The group's creation and any reconciliation are durable before it is used. Why not
+        // always: a group reopened after a clean close has nothing to flush, and opening many
+        // groups should not cost a flush each (nor a snapshot, written when due and at close).
+        if !events.is_empty() {
+            inner.state_log.sync()?;
         }
-        // The group's creation and any reconciliation are durable before it is used.
-        inner.state_log.sync()?;
-        inner.snapshot_now()?;
+        if snapshot_due {
+            inner.snapshot_now()?;
+        }
         Ok(inner)
     }
 
