@@ -74,6 +74,17 @@ fn a_store_written_by_the_first_release_keeps_consuming() {
     assert_eq!(offsets(&ds), [8]);
     billing.ack(&ds[0]).unwrap();
     assert_eq!(billing.committed(), 1);
+    // The persisted retry can be made due now; dead-lettered, it is written in the current
+    // format after the two old records, and all three read back.
+    assert!(billing.retry_now(1).unwrap());
+    let ds = billing.poll(10, Duration::from_millis(200)).unwrap();
+    assert_eq!((offsets(&ds), ds[0].attempt()), (vec![1], 2));
+    billing.reject(&ds[0], "gave up").unwrap();
+    assert_eq!(billing.committed(), 9);
+    let dls = billing.dead_letters().unwrap();
+    assert_eq!(dls.len(), 3);
+    assert_eq!((dls[2].source_offset, dls[2].reason.as_str(), dls[2].attempts), (1, "gave up", 2));
+    assert_eq!(dls[2].record.headers, dls[0].record.headers);
     let audit = orders.group("audit", GroupOptions::default()).unwrap();
     let ds = poll_n(&audit, 6);
     assert_eq!(offsets(&ds), [1, 3, 4, 5, 6, 7]);
@@ -88,6 +99,8 @@ fn a_store_written_by_the_first_release_keeps_consuming() {
     audit.close().unwrap();
     // Everything reopens.
     let billing = orders.group("billing", GroupOptions::default()).unwrap();
-    assert_eq!(billing.dead_letters().unwrap().len(), 2);
+    assert_eq!(billing.dead_letters().unwrap().len(), 3);
     assert!(billing.try_poll(10).unwrap().is_empty());
+    billing.close().unwrap();
+    assert_eq!(store.dead_letters("orders", "billing").unwrap().len(), 3);
 }
