@@ -540,6 +540,26 @@ mod tests {
         assert!(StateEvent::decode(&[]).is_err());
     }
 
+    #[test]
+    fn version_2_events_replay() {
+        let mut s = GroupState::default();
+        let evs = [
+            StateEvent::Start { offset: 0 },
+            StateEvent::Nacked { id: ItemId::Topic(2), attempt: 1, retry_at_us: 99, at_us: 50, reason: "r".into() },
+            StateEvent::RetryNow { id: ItemId::Topic(2) },
+            StateEvent::DeadLetterFormat { from: 4 },
+            StateEvent::DeadLetterFormat { from: 9 },
+            StateEvent::DeadLetterFound { dlq_offset: 6 },
+        ];
+        for ev in &evs {
+            apply(&mut s, ev).unwrap();
+        }
+        assert_eq!(s.entries[&ItemId::Topic(2)].status, Status::Scheduled { due_us: 0 });
+        assert_eq!(s.dead_letter_format_from, Some(4), "set once");
+        assert_eq!((s.parked.iter().copied().collect::<Vec<_>>(), s.dlq_next), (vec![6], 7));
+        assert_eq!(s.committed(), 0);
+    }
+
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
     }

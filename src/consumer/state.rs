@@ -447,4 +447,28 @@ mod tests {
         assert_eq!(s.lost_to_retention, 1);
         assert!(s.visit(5 + MAX_GAP).is_err());
     }
+
+    #[test]
+    fn the_held_count_follows_every_status_change() {
+        let mut s = GroupState::starting_at(0);
+        s.visit(9).unwrap();
+        let held = |s: &GroupState| s.entries.values().filter(|e| e.status == Status::Held).count();
+        for o in 0..10 {
+            s.enqueue_key(ItemId::Topic(o), vec![(o % 2) as u8]);
+        }
+        assert_eq!((s.held(), held(&s)), (8, 8));
+        s.schedule_retry(ItemId::Topic(3), 50, 1, "r".into());
+        assert!(s.retry_now(ItemId::Topic(3)));
+        assert!(!s.retry_now(ItemId::Topic(3)));
+        // Finishing a front releases the next of its key; finishing a held one removes it.
+        s.finish(ItemId::Topic(0));
+        s.finish(ItemId::Topic(5));
+        assert_eq!((s.held(), held(&s)), (6, 6));
+        s.lose_before(6);
+        assert_eq!((s.held(), held(&s)), (2, 2));
+        for o in 6..10 {
+            s.finish(ItemId::Topic(o));
+        }
+        assert_eq!((s.held(), s.entries.len()), (0, 0));
+    }
 }
