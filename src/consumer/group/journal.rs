@@ -47,7 +47,15 @@ impl GroupInner {
         if out.notify {
             self.topic.signal().notify();
         }
-        let due = self.core.lock().since_snapshot >= self.opts.snapshot_every;
+        let since = self.core.lock().since_snapshot;
+        let due = since >= self.opts.snapshot_every;
+        if due && self.snapshotting.load(Ordering::Acquire) && since >= self.opts.snapshot_every.saturating_mul(2) {
+            // The background snapshot fell behind (a loaded machine, a slow disk): wait for
+            // it and take the next one here, so that the state log stays bounded whatever
+            // the scheduling. Failing is not this operation's error (see below).
+            let _ = self.snapshot_now();
+            return Ok(());
+        }
         if due && !self.snapshotting.swap(true, Ordering::AcqRel) {
             // Why a thread: writing a snapshot costs a few fsyncs; a consumer should not wait
             // for them. Nothing depends on it finishing (the state log holds everything);
