@@ -122,7 +122,7 @@ pub enum StartFrom {
     Latest,
 }
 
-/// Options for [`Topic::group`]. Built with consuming setters.
+/// Options for [`crate::Topic::group`]. Built with consuming setters.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct GroupOptions {

@@ -372,7 +372,7 @@ impl Group {
 
     /// The delivery failed: deliver the event again after the group's backoff. If it has
     /// reached [`GroupOptions::max_deliveries`], it goes to the dead letters instead.
-    /// `reason` (at most [`MAX_REASON_BYTES`] kept) is stored with the event. Errors as for
+    /// `reason` (at most [`crate::MAX_REASON_BYTES`] kept) is stored with the event. Errors as for
     /// [`Group::ack`].
     pub fn nack(&self, d: &Delivery, reason: &str) -> Result<()> {
         self.inner.fail(d, false, None, reason)
