@@ -36,7 +36,8 @@ impl Holder {
 }
 
 /// One event handed to a consumer, leased to it until it is acked, nacked, rejected, or the
-/// lease expires.
+/// lease expires. It belongs to the opening of the group that handed it out: only that
+/// group, until it is closed, can settle it ([`crate::Error::ForeignDelivery`] otherwise).
 #[derive(Debug, Clone)]
 pub struct Delivery {
     holder: Holder,

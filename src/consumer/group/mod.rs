@@ -437,9 +437,9 @@ impl Group {
         self.inner.state_log.sync()
     }
 
-    /// Snapshot the state, close the state and dead-letter logs and release the group's lock.
-    /// Every clone of this handle is closed; in-flight deliveries are delivered again by the
-    /// next owner.
+    /// Snapshot the state, close the state log and release the group's lock. Every clone of
+    /// this handle is closed; in-flight deliveries are delivered again by the next owner (and
+    /// settling them with this opening's deliveries is [`Error::ForeignDelivery`]).
     pub fn close(self) -> Result<()> {
         self.inner.close()
     }
