@@ -380,3 +380,31 @@ fn a_first_release_dead_letter_naming_an_impossible_offset_never_makes_a_group_u
     assert_eq!((dls[2].source_offset, dls[2].status), (999_999_999_999, DeadLetterStatus::Parked));
     assert_eq!(g.lag().unwrap().dead_letters, 2);
 }
+
+/// `redrive_all` read each dead letter as it redrove it, so a damaged record after healthy
+/// ones left the healthy ones redriven in memory but never recorded: after a restart they
+/// were parked again. A damaged record now fails the redrive before anything changes.
+#[test]
+fn a_damaged_dead_letter_fails_redrive_all_before_anything_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let store = open_store(tmp.path());
+        let t = store.topic("t").unwrap();
+        let g = t.group("g", quick_group()).unwrap();
+        publish_n(&t, 1, "e");
+        let ds = poll_n(&g, 1);
+        g.reject(&ds[0], "bad").unwrap();
+        g.close().unwrap();
+        let dl = Log::open(tmp.path().join("groups/t/g/dead-letters"), Options::default()).unwrap();
+        dl.append(Record::new(b"not a dead letter")).unwrap();
+        dl.close().unwrap();
+    }
+    let store = open_store(tmp.path());
+    let g = store.topic("t").unwrap().group("g", quick_group()).unwrap();
+    assert!(matches!(g.redrive_all(), Err(Error::Corruption { position: 1, .. })));
+    assert_eq!(g.lag().unwrap().redriven, 0);
+    assert!(g.try_poll(10).unwrap().is_empty());
+    // The healthy one still redrives on its own.
+    g.redrive(0).unwrap();
+    assert_eq!(poll_n(&g, 1)[0].redriven_from(), Some(0));
+}

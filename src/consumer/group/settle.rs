@@ -217,12 +217,17 @@ impl GroupInner {
             if targets.is_empty() {
                 return Ok(0);
             }
+            // Every record is read before the state changes: a damaged one fails the redrive
+            // as a whole, leaving memory and the state log in step.
             let dl = self.dead_letter_reader()?;
-            let mut events = Vec::with_capacity(targets.len());
-            for d in &targets {
-                let source_offset = self.read_dead_letter(&core, dl.as_ref(), *d)?.source_offset;
-                if core.state.redrive(*d, source_offset) {
-                    events.push(StateEvent::Redriven { dlq_offset: *d, source_offset });
+            let sources = targets
+                .iter()
+                .map(|d| Ok((*d, self.read_dead_letter(&core, dl.as_ref(), *d)?.source_offset)))
+                .collect::<Result<Vec<_>>>()?;
+            let mut events = Vec::with_capacity(sources.len());
+            for (dlq_offset, source_offset) in sources {
+                if core.state.redrive(dlq_offset, source_offset) {
+                    events.push(StateEvent::Redriven { dlq_offset, source_offset });
                 }
             }
             self.write_events(&mut core, &events)?;
