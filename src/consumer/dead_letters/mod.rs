@@ -329,4 +329,30 @@ mod tests {
         assert!(decode(r.clone(), Some(6), Path::new("dl")).is_err());
         assert!(decode(r, None, Path::new("dl")).is_err());
     }
+
+    proptest::proptest! {
+        /// Arbitrary keys and headers never panic either decoder: they decode or give a
+        /// located error.
+        #[test]
+        fn decoders_never_panic(
+            key in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..200)),
+            names in proptest::collection::vec(0usize..12, 0..14),
+        ) {
+            let mut rec = event(None, &[]);
+            rec.key = key.clone();
+            rec.headers = names.iter().map(|&i| {
+                let name = ["tidelog.dlq.original-headers", "tidelog.dlq.redrive-of", "x"][i % 3];
+                (name.to_string(), i.to_string().into_bytes())
+            }).collect();
+            let _ = decode(rec.clone(), Some(0), Path::new("dl"));
+            let _ = decode(rec, None, Path::new("dl"));
+            // A valid fixed part in front of arbitrary bytes.
+            let mut framed = stored(&event(None, &[]), &meta(None), 1);
+            if let Some(k) = framed.key.as_mut() {
+                k.truncate(68);
+                k.extend_from_slice(&key.unwrap_or_default());
+            }
+            let _ = decode(framed, Some(0), Path::new("dl"));
+        }
+    }
 }
