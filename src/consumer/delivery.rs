@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::state::ItemId;
-use crate::record::OwnedRecord;
+use crate::OwnedRecord;
 
 /// Which opening of which group handed a delivery out. Every opening of a group in this
 /// process gets an incarnation number never used before, so a delivery from another group,

@@ -29,7 +29,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::log::Log;
+use crate::Log;
 
 pub(crate) use names::ensure_dir;
 pub use names::{validate_name, MAX_NAME_LEN};

@@ -1,7 +1,7 @@
 //! Options for opening a store.
 
 use crate::error::Result;
-use crate::options::Options;
+use crate::Options;
 
 /// Options for [`crate::Store::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]

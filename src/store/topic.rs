@@ -11,8 +11,8 @@ use super::attached::Attached;
 use super::signal::{instant_after, Signal};
 use super::StoreShared;
 use crate::error::{Error, Result};
-use crate::log::{Iter, Log, SegmentInfo};
-use crate::record::{OwnedRecord, Record};
+use crate::{Iter, Log, SegmentInfo};
+use crate::{OwnedRecord, Record};
 
 pub(crate) struct TopicInner {
     store: Arc<StoreShared>,

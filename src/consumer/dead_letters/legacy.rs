@@ -8,7 +8,7 @@
 //! (even ones named `tidelog.dlq.*`) come before and are kept as the event's own.
 
 use super::{DeadLetter, DeadLetterCause, DeadLetterStatus};
-use crate::record::OwnedRecord;
+use crate::OwnedRecord;
 
 const ORIGINAL_HEADERS: &str = "tidelog.dlq.original-headers";
 const REDRIVE_OF: &str = "tidelog.dlq.redrive-of";

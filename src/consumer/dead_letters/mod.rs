@@ -16,10 +16,10 @@ use std::path::Path;
 use super::persist::{self, GroupPaths};
 use super::state::{GroupState, ItemId};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::log::Log;
-use crate::options::{Durability, Options};
-use crate::record::{Header, OwnedRecord, Record};
 use crate::store::{StoreOptions, Topic};
+use crate::Log;
+use crate::{Durability, Options};
+use crate::{Header, OwnedRecord, Record};
 
 /// Longest failure reason kept, in bytes (longer ones are cut at a character boundary).
 pub const MAX_REASON_BYTES: usize = 4096;

@@ -25,7 +25,7 @@
 //! | 68 | .. | topic, group, reason (UTF-8), the event's key |
 
 use super::{DeadLetter, DeadLetterCause, DeadLetterMeta, DeadLetterStatus};
-use crate::record::OwnedRecord;
+use crate::OwnedRecord;
 
 const MAGIC: [u8; 4] = *b"TDLM";
 pub(crate) const VERSION: u16 = 2;

@@ -7,7 +7,7 @@ use super::{Core, GroupInner};
 use crate::consumer::options::AckMode;
 use crate::consumer::persist::{self, Snapshot, StateEvent};
 use crate::error::Result;
-use crate::record::Record;
+use crate::Record;
 
 /// What one operation did, to finish outside the lock.
 #[derive(Default)]

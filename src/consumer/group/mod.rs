@@ -21,8 +21,8 @@ use super::options::{AckMode, DeliveryOrder, GroupOptions, StartFrom};
 use super::persist::{self, GroupPaths, StateEvent};
 use super::state::{GroupState, ItemId, MAX_GAP};
 use crate::error::{Error, Result};
-use crate::log::{Cursor, Log};
 use crate::store::Topic;
+use crate::{Cursor, Log};
 
 use journal::Outcome;
 

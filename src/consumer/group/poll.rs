@@ -12,8 +12,8 @@ use crate::consumer::options::DeliveryOrder;
 use crate::consumer::persist::StateEvent;
 use crate::consumer::state::{ItemId, Status};
 use crate::error::{Error, Result};
-use crate::log::Log;
 use crate::store::instant_after;
+use crate::Log;
 
 impl GroupInner {
     /// Unfinished items that count toward `max_outstanding`: every item but those held back

@@ -12,9 +12,9 @@ use crate::consumer::options::retry_due_us;
 use crate::consumer::persist::StateEvent;
 use crate::consumer::state::ItemId;
 use crate::error::{Error, Result};
-use crate::log::Log;
-use crate::record::OwnedRecord;
 use crate::store::instant_after;
+use crate::Log;
+use crate::OwnedRecord;
 
 impl GroupInner {
     /// The event behind `id`: from the topic, or for a redrive from the dead-letter log.

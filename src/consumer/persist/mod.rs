@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use crate::consumer::state::GroupState;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::fsutil;
-use crate::log::Log;
-use crate::options::{Durability, Options};
 use crate::store::{StoreOptions, Topic};
+use crate::Log;
+use crate::{Durability, Options};
 
 pub(crate) use events::{apply, StateEvent};
 pub(crate) use snapshot::{read_snapshot, write_snapshot, Snapshot};
