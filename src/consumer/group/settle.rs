@@ -84,7 +84,11 @@ impl GroupInner {
         // Opened for this append and closed after it: see `dead_letter_reader`.
         let dl = Log::open(&self.paths.dead_letters, dead_letters::log_options(self.topic.store().options()))?;
         let at = dead_letters::append(&dl, &record, &meta)?;
-        dl.close()?;
+        // The record is durable once `append` returns (`Durability::Always`). A failure to
+        // close afterwards (writing the log's checkpoint) changes nothing about it, and the
+        // next open of the dead-letter log recovers without the checkpoint; reporting it
+        // here would leave the item pending in memory with its dead letter written.
+        let _ = dl.close();
         events.push(StateEvent::DeadLettered { id, dlq_offset: at });
         Ok(core.state.dead_lettered(id, at).is_some())
     }
