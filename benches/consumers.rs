@@ -22,6 +22,8 @@ struct Sizes {
     pace: Duration,
     throughput_events: u64,
     single_ack_events: u64,
+    /// Groups opened at once in the group-cost run.
+    groups: usize,
 }
 
 fn now_ns() -> u64 {
@@ -200,6 +202,57 @@ fn throughput(dir: &Path, name: &str, n: u64, consumers: usize, batch: usize, mo
     Ok(())
 }
 
+/// Bytes allocated on disk under `dir` (what `du` counts).
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// File descriptors this process holds (Linux; 0 elsewhere).
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|rd| rd.count()).unwrap_or(0)
+}
+
+/// The cost of many groups: open `n` groups of one topic (each consumes one event), then
+/// close them and open them all again. Reports time, disk and descriptors per group.
+fn many_groups(dir: &Path, n: usize) -> tidelog::Result<()> {
+    let store = Store::open(dir, store_options())?;
+    let topic = store.topic("fan")?;
+    topic.publish(Record::new(b"event"))?;
+    let fds_before = open_descriptors();
+    for round in ["create", "reopen"] {
+        let t0 = Instant::now();
+        let mut groups = Vec::with_capacity(n);
+        for i in 0..n {
+            let g = topic.group(&format!("g{i}"), GroupOptions::default())?;
+            let ds = g.try_poll(1)?;
+            g.ack_batch(&ds)?;
+            groups.push(g);
+        }
+        let elapsed = t0.elapsed();
+        let fds = open_descriptors().saturating_sub(fds_before);
+        let disk = disk_bytes(&dir.join("groups"));
+        println!(
+            "{n} groups, {round} (open + consume one event each): {elapsed:.2?} ({:.0} µs per group), \
+             {:.1} descriptors and {:.1} KiB on disk per group",
+            elapsed.as_micros() as f64 / n as f64,
+            fds as f64 / n as f64,
+            disk as f64 / n as f64 / 1024.0
+        );
+        for g in groups {
+            g.close()?;
+        }
+    }
+    Ok(())
+}
+
 fn main() -> tidelog::Result<()> {
     if let Some(dir) = std::env::var_os(CHILD_ENV) {
         return child_publisher(Path::new(&dir));
@@ -211,6 +264,7 @@ fn main() -> tidelog::Result<()> {
             pace: Duration::from_micros(200),
             throughput_events: 200_000,
             single_ack_events: 5_000,
+            groups: 1_000,
         }
     } else {
         Sizes {
@@ -218,6 +272,7 @@ fn main() -> tidelog::Result<()> {
             pace: Duration::from_micros(200),
             throughput_events: 2_000,
             single_ack_events: 100,
+            groups: 20,
         }
     };
     let tmp = tempfile::tempdir().map_err(|e| tidelog::Error::Io { path: "tempdir".into(), source: e })?;
@@ -233,5 +288,6 @@ fn main() -> tidelog::Result<()> {
     throughput(&dir, "durable-single-ack", s.single_ack_events, 1, 1, durable)?;
     throughput(&dir, "durable-single-ack-4", s.single_ack_events, 4, 1, durable)?;
     throughput(&dir, "periodic-single-ack", s.throughput_events / 4, 1, 1, periodic)?;
+    many_groups(&tmp.path().join("groups"), s.groups)?;
     Ok(())
 }

@@ -224,6 +224,18 @@ pub enum Error {
     /// operation that found it.
     #[error("internal invariant broken: {0}")]
     Internal(&'static str),
+    /// A delivery was given to a group that did not hand it out: another group (of this or
+    /// another topic), or an earlier opening of this group, closed and reopened since (its
+    /// events are delivered again by the current opening). Nothing was changed.
+    #[error("delivery of offset {offset} was handed out by {delivered_by} (another group or an earlier opening), not by {settled_by}")]
+    ForeignDelivery {
+        /// The event's offset in the topic of the group that handed it out.
+        offset: u64,
+        /// `topic/group` that handed the delivery out.
+        delivered_by: String,
+        /// `topic/group` it was given to.
+        settled_by: String,
+    },
     /// No dead letter at this offset of the group's dead-letter log is parked (it does not
     /// exist, or it was redriven already).
     #[error("no parked dead letter at dead-letter offset {dlq_offset}")]
@@ -287,6 +299,11 @@ impl Error {
 
     pub(crate) fn corrupt(file: impl Into<PathBuf>, position: u64, kind: CorruptionKind) -> Error {
         Error::Corruption { location: Location::File { path: file.into(), position }, kind }
+    }
+
+    /// A record of the log in `dir`, at `offset`, is not what it must be (or is missing).
+    pub(crate) fn corrupt_record(dir: impl Into<PathBuf>, offset: u64, kind: CorruptionKind) -> Error {
+        Error::Corruption { location: Location::Log { dir: dir.into(), offset }, kind }
     }
 
     /// True if this error reports damaged stored bytes.

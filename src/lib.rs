@@ -60,7 +60,7 @@ mod time;
 
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
-    GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES,
+    GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES, MAX_RETRY_DELAY,
 };
 pub use crate::error::{CorruptionKind, Error, Location, Result};
 pub use crate::format::frame::RECORD_HEADER_LEN;

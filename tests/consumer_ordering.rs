@@ -171,3 +171,60 @@ fn per_key_many_consumers_never_overlap_a_key_and_keep_its_order() {
     }
     assert_eq!(g.committed(), (keys * per_key) as u64);
 }
+
+/// Held-back events counted toward `max_outstanding`: one nacked event of a hot key, with
+/// many later events of that key, filled the group's capacity with held-back events and
+/// stalled every other key. Held-back events now have their own bound (`max_held_back`), so
+/// a failing event holds back only its own key.
+#[test]
+fn per_key_a_stuck_hot_key_does_not_take_the_capacity_of_other_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_store(tmp.path());
+    let t = store.topic("t").unwrap();
+    let g = t.group("g", quick_group().order(DeliveryOrder::PerKey).max_outstanding(4)).unwrap();
+    keyed(&t, &[("hot", "h0")]);
+    let first = poll_n(&g, 1);
+    g.nack_after(&first[0], Duration::from_secs(3600), "broken").unwrap();
+    let hot: Vec<(&str, &str)> = (0..20).map(|_| ("hot", "h")).collect();
+    keyed(&t, &hot);
+    keyed(&t, &[("x", "x1"), ("y", "y1"), ("", "n1")]);
+    let ds = g.poll(10, Duration::from_secs(1)).unwrap();
+    assert_eq!(offsets(&ds), vec![21, 22, 23], "other keys stalled behind a stuck key");
+    let lag = g.lag().unwrap();
+    assert_eq!((lag.held_back, lag.scheduled_retries, lag.in_flight), (20, 1, 3));
+    g.ack_batch(&ds).unwrap();
+    // The held-back events still wait for their key, in order, across a restart.
+    g.close().unwrap();
+    let g = t.group("g", quick_group().order(DeliveryOrder::PerKey).max_outstanding(4)).unwrap();
+    assert!(g.try_poll(10).unwrap().is_empty());
+    assert_eq!(g.lag().unwrap().held_back, 20);
+    assert!(g.retry_now(0).unwrap());
+    let mut order = Vec::new();
+    while order.len() < 21 {
+        let ds = g.poll(10, Duration::from_secs(2)).unwrap();
+        assert_eq!(ds.len(), 1, "two events of the hot key in flight at once");
+        order.push(ds[0].offset());
+        g.ack(&ds[0]).unwrap();
+    }
+    assert_eq!(order, (0..21).collect::<Vec<u64>>());
+}
+
+/// The held-back bound stops reading new events when reached, like `max_outstanding`.
+#[test]
+fn per_key_max_held_back_bounds_the_events_held_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_store(tmp.path());
+    let t = store.topic("t").unwrap();
+    let g = t.group("g", quick_group().order(DeliveryOrder::PerKey).max_held_back(5)).unwrap();
+    let hot: Vec<(&str, &str)> = (0..10).map(|_| ("hot", "h")).collect();
+    keyed(&t, &hot);
+    keyed(&t, &[("x", "x1")]);
+    let ds = g.poll(10, Duration::from_secs(1)).unwrap();
+    assert_eq!(offsets(&ds), vec![0]);
+    assert_eq!(g.lag().unwrap().held_back, 5);
+    g.ack(&ds[0]).unwrap();
+    assert!(matches!(
+        t.group("h", quick_group().order(DeliveryOrder::PerKey).max_held_back(0)),
+        Err(tidelog::Error::InvalidOptions(_))
+    ));
+}

@@ -96,3 +96,29 @@ fn after_a_restart_every_unacked_event_is_delivered_again_at_once() {
     assert!(again.iter().all(|d| d.attempt() == 2));
     assert_eq!(again[0].payload(), b"e-1");
 }
+
+/// `extend_lease` refused a lease that had expired while the event was not delivered to
+/// anyone since, although `ack` and `nack` accepted that lease. They now agree: the holder
+/// extends it, keeps the event, and nobody else is given it.
+#[test]
+fn an_expired_lease_not_yet_redelivered_can_be_extended_like_it_can_be_acked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_store(tmp.path());
+    let t = store.topic("t").unwrap();
+    let g = t.group("g", quick_group().lease(Duration::from_millis(30))).unwrap();
+    publish_n(&t, 2, "e");
+    let ds = poll_n(&g, 2);
+    std::thread::sleep(Duration::from_millis(60));
+    // Both leases expire; this poll hands out only event 0 again, so event 1's lease is
+    // expired but the event was not delivered since.
+    let again = g.poll(1, Duration::ZERO).unwrap();
+    assert_eq!(offsets(&again), [0]);
+    g.extend_lease(&ds[1], Duration::from_secs(30)).unwrap();
+    assert!(g.try_poll(10).unwrap().is_empty(), "an extended lease was delivered to someone else");
+    assert_eq!(g.lag().unwrap().in_flight, 2);
+    g.ack(&ds[1]).unwrap();
+    // The redelivered event 0 is no longer the old holder's.
+    assert!(matches!(g.extend_lease(&ds[0], Duration::from_secs(1)), Err(tidelog::Error::LeaseLost { .. })));
+    g.ack(&again[0]).unwrap();
+    assert_eq!(g.committed(), 2);
+}

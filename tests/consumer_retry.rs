@@ -152,3 +152,34 @@ fn extreme_durations_do_not_panic() {
     assert_eq!(g.lag().unwrap().scheduled_retries, 2);
     assert!(g.try_poll(3).unwrap().is_empty());
 }
+
+/// `nack_after(Duration::MAX)` parked the event, and the committed position behind it, for
+/// ever, with no way to cancel the wait. Delays are now capped at `MAX_RETRY_DELAY` (unit
+/// test `retry_due_times_are_capped_and_never_zero`), and `retry_now` makes a waiting retry
+/// due at once, durably.
+#[test]
+fn retry_delays_are_capped_and_a_waiting_retry_can_be_made_due_now() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_store(tmp.path());
+    let t = store.topic("t").unwrap();
+    let g = t.group("g", quick_group()).unwrap();
+    publish_n(&t, 2, "e");
+    let ds = poll_n(&g, 2);
+    g.nack_after(&ds[0], Duration::MAX, "much later").unwrap();
+    g.ack(&ds[1]).unwrap();
+    assert_eq!(g.committed(), 0);
+    assert!(!g.retry_now(1).unwrap(), "an acked event has no retry to cancel");
+    assert!(!g.retry_now(99).unwrap());
+    g.close().unwrap();
+    let g = t.group("g", quick_group()).unwrap();
+    assert!(g.try_poll(1).unwrap().is_empty());
+    assert!(g.retry_now(0).unwrap());
+    assert!(!g.retry_now(0).unwrap(), "already due");
+    g.close().unwrap();
+    // The cancellation itself is durable.
+    let g = t.group("g", quick_group()).unwrap();
+    let d = g.poll(1, Duration::from_secs(5)).unwrap();
+    assert_eq!((d[0].offset(), d[0].attempt()), (0, 2));
+    g.ack(&d[0]).unwrap();
+    assert_eq!(g.committed(), 2);
+}

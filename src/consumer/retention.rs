@@ -5,9 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::consumer;
 use crate::error::Result;
-use crate::store::Topic;
+use crate::store::{Store, Topic};
 
 /// What [`Topic::apply_retention`] may delete. Only whole sealed segments are ever deleted;
 /// the active segment stays.
@@ -76,22 +75,14 @@ impl Topic {
     /// topic's writer if this handle does not hold it yet ([`crate::Error::Locked`] if
     /// another process publishes to the topic: run retention there).
     pub fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
-        let log = self.writer_for_retention()?;
+        let log = self.writer()?;
         let before_first = log.first_offset();
         let groups = self.group_names()?;
         let mut lost_before = Vec::with_capacity(groups.len());
         let mut min_committed: Option<u64> = None;
         for g in &groups {
-            let (committed, lost) = match self.live_group(g) {
-                Some(live) => {
-                    let lag = live.lag()?;
-                    (lag.committed, lag.lost_to_retention)
-                }
-                None => {
-                    let lag = consumer::persisted_lag(self, g)?;
-                    (lag.committed, lag.lost_to_retention)
-                }
-            };
+            let lag = self.group_lag(g)?;
+            let (committed, lost) = (lag.committed, lag.lost_to_retention);
             min_committed = Some(min_committed.map_or(committed, |m: u64| m.min(committed)));
             lost_before.push(lost);
         }
@@ -129,10 +120,7 @@ impl Topic {
         let mut lost = Vec::new();
         if first > before_first {
             for (g, before) in groups.iter().zip(lost_before) {
-                let after = match self.live_group(g) {
-                    Some(live) => live.lag()?.lost_to_retention,
-                    None => consumer::persisted_lag(self, g)?.lost_to_retention,
-                };
+                let after = self.group_lag(g)?.lost_to_retention;
                 if after > before {
                     lost.push((g.clone(), after - before));
                 }
@@ -145,5 +133,16 @@ impl Topic {
             first_offset: first,
             lost,
         })
+    }
+}
+
+impl Store {
+    /// Apply `policy` to every topic (see [`Topic::apply_retention`]).
+    pub fn apply_retention(&self, policy: &RetentionPolicy) -> Result<Vec<RetentionReport>> {
+        let mut out = Vec::new();
+        for t in self.topic_names()? {
+            out.push(self.open_topic(&t)?.apply_retention(policy)?);
+        }
+        Ok(out)
     }
 }

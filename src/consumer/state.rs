@@ -84,7 +84,7 @@ impl Entry {
 }
 
 /// Longest run of offsets the persisted state may skip over in one step (events that were
-/// looked at but not recorded: held back per key, at most `max_outstanding` of them).
+/// looked at but not recorded: held back per key, at most `max_held_back` of them).
 /// Larger jumps mean damaged state.
 pub(crate) const MAX_GAP: u64 = 1 << 20;
 
@@ -104,15 +104,25 @@ pub(crate) struct GroupState {
     pub parked: BTreeSet<u64>,
     /// Every dead-letter record below this offset is reflected in this state.
     pub dlq_next: u64,
+    /// Dead-letter records at or after this offset are in format 2; `None` until a release
+    /// that writes format 2 opened the group (every record is then in format 1).
+    pub dead_letter_format_from: Option<u64>,
     /// Events removed by size or age retention before this group finished them.
     pub lost_to_retention: u64,
     next_lease: u64,
+    /// Entries whose status is `Held`.
+    held: usize,
 }
 
 impl GroupState {
     /// A group starting at `offset`.
     pub(crate) fn starting_at(offset: u64) -> GroupState {
         GroupState { cursor: offset, ..GroupState::default() }
+    }
+
+    /// Entries held back behind an earlier item of their key.
+    pub(crate) fn held(&self) -> usize {
+        self.held
     }
 
     /// Lowest offset not done.
@@ -153,7 +163,7 @@ impl GroupState {
                 Status::InFlight { deadline, .. } => {
                     self.leases.remove(&(deadline, id));
                 }
-                Status::Held => {}
+                Status::Held => self.held -= 1,
             }
         }
     }
@@ -170,7 +180,7 @@ impl GroupState {
             Status::InFlight { deadline, .. } => {
                 self.leases.insert((deadline, id));
             }
-            Status::Held => {}
+            Status::Held => self.held += 1,
         }
     }
 
@@ -277,6 +287,35 @@ impl GroupState {
         }
     }
 
+    /// The holder of `lease` keeps `id` until `deadline` (the caller checked [`Self::holds`]):
+    /// a lease that expired without the event being delivered again is taken back.
+    pub(crate) fn extend(&mut self, id: ItemId, lease: u64, deadline: Instant) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.expired_lease = None;
+            e.unsettled = true;
+        }
+        self.set_status(id, Status::InFlight { lease, deadline });
+    }
+
+    /// A retry of `id` waiting for its due time becomes due at once. Returns false, changing
+    /// nothing, if `id` is not waiting for a retry.
+    pub(crate) fn retry_now(&mut self, id: ItemId) -> bool {
+        let Some(e) = self.entries.get_mut(&id) else { return false };
+        match e.status {
+            Status::Scheduled { due_us } if due_us > 0 => {
+                e.retry_due_us = 0;
+                self.set_status(id, Status::Scheduled { due_us: 0 });
+                true
+            }
+            // Per-key: it stays behind its key, due at once when released.
+            Status::Held if e.retry_due_us > 0 => {
+                e.retry_due_us = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Record a failed attempt and schedule the next one.
     pub(crate) fn schedule_retry(&mut self, id: ItemId, due_us: u64, at_us: u64, reason: String) {
         if let Some(e) = self.entries.get_mut(&id) {
@@ -296,6 +335,13 @@ impl GroupState {
         self.parked.insert(dlq_offset);
         self.dlq_next = self.dlq_next.max(dlq_offset.saturating_add(1));
         self.finish(id)
+    }
+
+    /// A dead-letter record at `dlq_offset` that finishes no pending item (its event was
+    /// done already, or it names no event of this group): it is parked.
+    pub(crate) fn dead_letter_found(&mut self, dlq_offset: u64) {
+        self.parked.insert(dlq_offset);
+        self.dlq_next = self.dlq_next.max(dlq_offset.saturating_add(1));
     }
 
     /// A parked dead letter goes back to the group. Returns false if it is not parked.
@@ -325,25 +371,6 @@ impl GroupState {
         released.retain(|id| self.entries.contains_key(id));
         self.lost_to_retention += lost;
         (lost, released)
-    }
-
-    /// Counts for lag reporting: `(in_flight, scheduled_retries, held, redriven)`.
-    pub(crate) fn counts(&self) -> (u64, u64, u64, u64) {
-        let mut retries = 0;
-        let mut held = 0;
-        let mut redriven = 0;
-        for (id, e) in &self.entries {
-            if matches!(id, ItemId::Redrive(_)) {
-                redriven += 1;
-            }
-            match e.status {
-                Status::Scheduled { due_us } if due_us > 0 => retries += 1,
-                Status::Held if e.retry_due_us > 0 => retries += 1,
-                Status::Held => held += 1,
-                _ => {}
-            }
-        }
-        (self.leases.len() as u64, retries, held, redriven)
     }
 
     /// Topic events at or after the committed position that are not done, given the topic's
@@ -419,5 +446,29 @@ mod tests {
         assert_eq!(released, vec![ItemId::Topic(3)]);
         assert_eq!(s.lost_to_retention, 1);
         assert!(s.visit(5 + MAX_GAP).is_err());
+    }
+
+    #[test]
+    fn the_held_count_follows_every_status_change() {
+        let mut s = GroupState::starting_at(0);
+        s.visit(9).unwrap();
+        let held = |s: &GroupState| s.entries.values().filter(|e| e.status == Status::Held).count();
+        for o in 0..10 {
+            s.enqueue_key(ItemId::Topic(o), vec![(o % 2) as u8]);
+        }
+        assert_eq!((s.held(), held(&s)), (8, 8));
+        s.schedule_retry(ItemId::Topic(3), 50, 1, "r".into());
+        assert!(s.retry_now(ItemId::Topic(3)));
+        assert!(!s.retry_now(ItemId::Topic(3)));
+        // Finishing a front releases the next of its key; finishing a held one removes it.
+        s.finish(ItemId::Topic(0));
+        s.finish(ItemId::Topic(5));
+        assert_eq!((s.held(), held(&s)), (6, 6));
+        s.lose_before(6);
+        assert_eq!((s.held(), held(&s)), (2, 2));
+        for o in 6..10 {
+            s.finish(ItemId::Topic(o));
+        }
+        assert_eq!((s.held(), s.entries.len()), (0, 0));
     }
 }

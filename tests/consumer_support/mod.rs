@@ -60,3 +60,17 @@ pub fn tree(root: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Copy the directory tree `from` into `to` (created), so a test can open a committed fixture
+/// without changing it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
