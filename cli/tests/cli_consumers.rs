@@ -1,6 +1,7 @@
 //! The store commands of the `tidelog` binary: `tail [-f]`, `consumers`, `dlq list|redrive`,
 //! on a store written through the library, with human and JSON output.
 
+#[path = "../../tests/consumer_support/mod.rs"]
 mod consumer_support;
 
 use std::io::Read;
