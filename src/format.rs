@@ -40,7 +40,7 @@ pub const RECORD_HEADER_LEN: usize = RESERVED_AT + 2;
 const _: () = assert!(RECORD_HEADER_LEN == 40);
 /// Records start at multiples of this within a segment.
 pub const RECORD_ALIGN: usize = 8;
-const _: () = assert!(RECORD_HEADER_LEN % RECORD_ALIGN == 0);
+const _: () = assert!(RECORD_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 
 pub(crate) const FLAG_HAS_KEY: u16 = 1;
 
@@ -216,7 +216,7 @@ pub(crate) const SEG_CRC_AT: usize = 60;
 pub const SEGMENT_HEADER_LEN: usize = SEG_CRC_AT + 4;
 const _: () = assert!(SEGMENT_HEADER_LEN == 64);
 const _: () = assert!(SEG_CAPACITY_AT + 8 <= SEG_CRC_AT);
-const _: () = assert!(SEGMENT_HEADER_LEN % RECORD_ALIGN == 0);
+const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 
 /// Fields of a segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -519,7 +519,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             .apply(key, kind, rec.payload())
             .map_err(|e| CliError::Mismatch(format!("record {}: {e}", rec.offset())))?;
         replayed += 1;
-        if replayed % 65_536 == 0 {
+        if replayed.is_multiple_of(65_536) {
             bar.set_position(replayed);
         }
     }

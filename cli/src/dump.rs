@@ -225,7 +225,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             }
         };
         scanned += 1;
-        if scanned % 4096 == 0 {
+        if scanned.is_multiple_of(4096) {
             bar.set_position(scanned);
         }
         if !matches(&rec, args) {
