@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tidelog::{Durability, Header, Log, Options, Record};
 
-use crate::common::{self, bytes, count, format_time_us, now_us, per_sec, rate, CliError, CliResult, Ctx};
+use crate::error::{CliError, CliResult};
+use crate::progress;
+use crate::render::{self, count, per_sec, rate, size as bytes};
+use crate::time::{format_time_us, now_us};
+use crate::Ctx;
 
 /// Accounts in the simulated ledger.
 const ACCOUNTS: usize = 10_000;
@@ -450,7 +454,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     let lookup_at = args.events * 3 / 4;
     let mut lookup_target = None;
     let mut append_time = Duration::ZERO;
-    let bar = common::progress_bar(ctx, args.events, false, "append");
+    let bar = progress::progress_bar(ctx, args.events, false, "append");
     let appending = |e| CliError::Log { doing: "appending".into(), error: e };
     while written < args.events {
         let is_batch = gen.tick(args.events - written);
@@ -496,14 +500,14 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             count(written),
             count(singles),
             count(batches),
-            common::duration(append_time),
+            render::duration(append_time),
             append.human()
         )?;
         out.flush()?;
     }
 
     // 2. Replay with a zero-copy cursor, rebuilding the ledger from keys, headers, payloads.
-    let bar = common::progress_bar(ctx, written, false, "replay");
+    let bar = progress::progress_bar(ctx, written, false, "replay");
     let started = Instant::now();
     let mut rebuilt = Ledger::new();
     let mut digest = crc32fast::Hasher::new();
@@ -554,7 +558,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             out,
             "  replay   {} events with a zero-copy cursor in {}: {}",
             count(replayed),
-            common::duration(replay_time),
+            render::duration(replay_time),
             replay.human()
         )?;
         writeln!(
@@ -595,7 +599,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             count(found),
             String::from_utf8_lossy(rec.header("type").unwrap_or_default()),
             String::from_utf8_lossy(rec.key.as_deref().unwrap_or_default()),
-            common::duration(lookup_time)
+            render::duration(lookup_time)
         )?;
         out.flush()?;
     }
@@ -605,7 +609,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         writeln!(
             out,
             "  tail     following the log while another thread deposits for {} ...",
-            common::duration(TAIL_EVERY * TAIL_EVENTS as u32)
+            render::duration(TAIL_EVERY * TAIL_EVENTS as u32)
         )?;
         out.flush()?;
     }
@@ -653,14 +657,14 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     log.close().map_err(CliError::log("closing"))?;
 
     if ctx.json {
-        return common::print_json(&mut out, &summary);
+        return render::print_json(&mut out, &summary);
     }
     let r = &summary.reopen;
     writeln!(
         out,
         "  reopen   closed in {}; reopened in {}: {}, scanned {} bytes",
-        common::duration(close_time),
-        common::duration(reopen_time),
+        render::duration(close_time),
+        render::duration(reopen_time),
         if r.clean_shutdown { "clean shutdown" } else { "recovered after an unclean shutdown" },
         count(r.scanned_bytes)
     )?;
@@ -686,7 +690,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     writeln!(
         out,
         "  reopen        {} (clean, scanned {} bytes)",
-        common::duration(reopen_time),
+        render::duration(reopen_time),
         count(summary.reopen.scanned_bytes)
     )?;
     writeln!(out, "  log kept in   {} (try: tidelog info {0}, tidelog verify {0})", summary.dir)?;

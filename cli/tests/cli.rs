@@ -231,11 +231,14 @@ fn dump_shows_binary_payloads_as_hex_or_base64() {
     drop(log);
     let o = tidelog(&["dump", path_str(&dir)]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(stdout(&o).contains("key=0x80"), "{}", stdout(&o));
+    // Binary is `hex:` for humans and `{"hex": ...}` in JSON, for keys and payloads alike.
+    assert!(stdout(&o).contains("key=hex:80"), "{}", stdout(&o));
     assert!(stdout(&o).contains("hex:ff0001"), "{}", stdout(&o));
+    let v = json(&["dump", path_str(&dir)], 0);
+    assert_eq!(v["records"][0]["payload"]["hex"], "ff0001");
+    assert_eq!(v["records"][0]["payload_bytes"], 3);
     let v = json(&["dump", path_str(&dir), "--payload", "base64"], 0);
-    assert_eq!(v["records"][0]["payload"], "/wAB");
-    assert_eq!(v["records"][0]["payload_encoding"], "base64");
+    assert_eq!(v["records"][0]["payload"]["base64"], "/wAB");
     assert_eq!(v["records"][0]["key"]["hex"], "80");
 }
 
