@@ -410,3 +410,81 @@ fn bench_runs_tiny_prints_every_row_and_removes_its_directory() {
     assert!(rows.iter().all(|r| r["records"].as_u64().unwrap() > 0 && r["records_per_sec"].as_f64().unwrap() > 0.0));
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "bench left files behind");
 }
+
+/// `info` used to say "did not close cleanly" for a checkpoint that was garbage or missing,
+/// as if a writer had crashed. It says what it found: a writer that did not close, no
+/// checkpoint, or a damaged one.
+#[test]
+fn info_says_whether_the_checkpoint_is_damaged_missing_or_left_by_an_open_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = fixed_log(&dir, 400);
+    log.sync().unwrap();
+    // The writer is still open: a valid checkpoint without the clean mark.
+    let v = json(&["info", path_str(&dir)], 0);
+    assert_eq!((v["closed_cleanly"].as_bool(), v["shutdown"].as_str()), (Some(false), Some("not_closed")));
+    log.close().unwrap();
+    assert_eq!(json(&["info", path_str(&dir)], 0)["shutdown"], "clean");
+
+    let checkpoint = dir.join("checkpoint");
+    std::fs::write(&checkpoint, b"garbage").unwrap();
+    let v = json(&["info", path_str(&dir)], 0);
+    assert_eq!((v["closed_cleanly"].as_bool(), v["shutdown"].as_str()), (Some(false), Some("checkpoint_damaged")));
+    let out = stdout(&tidelog(&["info", path_str(&dir)]));
+    assert!(out.contains("the checkpoint file is damaged (7 bytes, expected 64)"), "{out}");
+    assert!(!out.contains("did not close cleanly"), "{out}");
+
+    let mut bytes = vec![0u8; 64];
+    bytes[..8].copy_from_slice(b"TDLGCKP\0");
+    std::fs::write(&checkpoint, &bytes).unwrap();
+    let out = stdout(&tidelog(&["info", path_str(&dir)]));
+    assert!(out.contains("the checkpoint file is damaged"), "{out}");
+
+    std::fs::remove_file(&checkpoint).unwrap();
+    let v = json(&["info", path_str(&dir)], 0);
+    assert_eq!(v["shutdown"], "checkpoint_missing");
+    assert!(stdout(&tidelog(&["info", path_str(&dir)])).contains("no checkpoint file"));
+}
+
+/// The size on disk that `info` reports is what `du` counts (allocated blocks: segments are
+/// preallocated), not the bytes the records use.
+#[test]
+fn info_size_on_disk_agrees_with_du() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    fixed_log(&dir, 1000).close().unwrap();
+    let v = json(&["info", path_str(&dir)], 0);
+    let du = Command::new("du").args(["-s", "--block-size=1", path_str(&dir)]).output().expect("run du");
+    let du_bytes: u64 = String::from_utf8_lossy(&du.stdout).split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(v["bytes_on_disk"], du_bytes);
+    assert!(v["bytes_used"].as_u64().unwrap() < du_bytes, "{v}");
+}
+
+/// Counts take the noun in the right number ("1 segment", not "1 segments").
+#[test]
+fn a_log_of_one_segment_is_one_segment_not_one_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, Options::default().segment_bytes(1 << 20)).unwrap();
+    log.append(Record::new(b"only")).unwrap();
+    log.close().unwrap();
+    let verify = stdout(&tidelog(&["verify", path_str(&dir)]));
+    assert!(verify.contains(": 1 segment, 1 record,"), "{verify}");
+    let info = stdout(&tidelog(&["info", path_str(&dir)]));
+    assert!(info.contains("1 record in 1 segment,"), "{info}");
+}
+
+/// The `info` table's headings are the field names of the JSON segment rows.
+#[test]
+fn info_table_headings_are_json_field_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    fixed_log(&dir, 400).close().unwrap();
+    let v = json(&["info", path_str(&dir)], 0);
+    let row = v["segments"][0].as_object().unwrap();
+    let out = stdout(&tidelog(&["info", path_str(&dir)]));
+    let heading = out.lines().find(|l| l.starts_with("file")).expect("a table heading");
+    for h in heading.split_whitespace() {
+        assert!(row.contains_key(h), "heading {h} is not a JSON field: {heading}");
+    }
+}
