@@ -37,10 +37,15 @@ pub fn count(n: u64) -> String {
 /// `n` things with the noun in the right number: `1 segment`, `2 segments`, `1,024 records`.
 /// `noun` is the singular; the plural adds `s`.
 pub fn plural(n: u64, noun: &str) -> String {
+    plural_of(n, noun, &format!("{noun}s"))
+}
+
+/// Like [`plural`], for a noun whose plural is not the singular plus `s`.
+pub fn plural_of(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
-        format!("1 {noun}")
+        format!("1 {one}")
     } else {
-        format!("{} {noun}s", count(n))
+        format!("{} {many}", count(n))
     }
 }
 

@@ -83,7 +83,7 @@ fn demo_with_few_events_succeeds_prints_the_summary_and_reruns_over_its_own_log(
         assert!(stderr(&o).is_empty(), "run {run}: {}", stderr(&o));
     }
     // What the demo left behind is a valid log with the events it announced.
-    let log = Log::open_read_only(&dir, Options::default()).unwrap();
+    let log = Log::open_read_only(dir.join("ledger"), Options::default()).unwrap();
     assert_eq!(log.next_offset(), 3008);
 }
 
@@ -109,6 +109,122 @@ fn demo_refuses_to_remove_a_directory_that_is_not_a_demo_log() {
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(stderr(&o).contains("does not look like a tidelog demo log"), "{}", stderr(&o));
     assert_eq!(std::fs::read(dir.join("app.log")).unwrap(), b"not a tidelog segment");
+}
+
+/// `tidelog demo --dir X` used to remove X whenever it held nothing but tidelog files, so a
+/// real log passed by mistake was replaced by the demo's. The demo now deletes only a
+/// directory that carries the marker it writes, and leaves a real log untouched.
+#[test]
+fn demo_refuses_a_directory_holding_a_real_log_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("precious-log");
+    fixed_log(&dir, 400).close().unwrap();
+    let before = files_with_contents(&dir);
+    let o = tidelog(&["demo", "--dir", path_str(&dir), "--events", "10"]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("no .tidelog-demo marker"), "{}", stderr(&o));
+    assert_eq!(files_with_contents(&dir), before, "the demo changed a log it did not create");
+}
+
+/// A previous demo's directory is replaced only if it holds nothing but what the demo put
+/// there: a file the user added makes the demo refuse, deleting nothing.
+#[test]
+fn demo_refuses_its_own_directory_once_it_holds_something_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let o = tidelog(&["demo", "--dir", path_str(&dir), "--events", "10"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(dir.join(".tidelog-demo").is_file());
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    let before = files_with_contents(&dir);
+    let o = tidelog(&["demo", "--dir", path_str(&dir), "--events", "10"]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("besides the demo's files it holds notes.txt"), "{}", stderr(&o));
+    assert_eq!(files_with_contents(&dir), before);
+}
+
+/// Every file under `dir` (relative path) with its contents.
+fn files_with_contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.push((path.strip_prefix(base).unwrap().to_path_buf(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The demo used to leave only a log, so `tail`, `consumers` and `dlq` had nothing to show.
+/// It now leaves a store with a topic, two groups, a scheduled retry and a dead letter, and
+/// prints commands that run as printed.
+#[test]
+fn demo_leaves_a_store_to_explore_and_prints_commands_that_work_as_typed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    // Started as an installed binary (cargo sets CARGO for what it runs).
+    let o = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["demo", "--dir", path_str(&dir), "--events", "2000"])
+        .env_remove("CARGO")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    let commands: Vec<Vec<String>> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("  tidelog "))
+        .map(|c| c.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    let names: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
+    assert_eq!(names, ["info", "dump", "verify", "consumers", "tail", "dlq", "dlq"], "{out}");
+    for cmd in &commands {
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let o = tidelog(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}\n{}{}", stdout(&o), stderr(&o));
+        assert!(!stdout(&o).trim().is_empty(), "{args:?} printed nothing");
+    }
+    // The redrive at the end of the list found the dead letter to redrive.
+    assert_eq!(commands.last().unwrap()[1], "redrive");
+
+    let store = dir.join("store");
+    let v = json(&["consumers", path_str(&store)], 0);
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[1]["group"], "shipping");
+    assert_eq!(groups[1]["unconsumed"], 40);
+    assert_eq!(
+        json(&["dlq", "list", path_str(&store), "orders", "billing"], 0)["dead_letters"][0]["source_offset"],
+        42
+    );
+
+    // Started through cargo, it says `cargo run` and how to install the binary.
+    let o = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["demo", "--dir", path_str(&dir), "--events", "100"])
+        .env("CARGO", "cargo")
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(out.contains(&format!("  cargo run --release -- info {}", path_str(&dir.join("ledger")))), "{out}");
+    assert!(out.contains("cargo install --path cli"), "{out}");
+}
+
+/// The demo's summary counts what is on disk the way `du` does: segments are preallocated.
+#[test]
+fn demo_reports_the_ledger_size_on_disk_as_du_counts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let v = json(&["demo", "--dir", path_str(&dir), "--events", "100", "--segment-bytes", "1048576"], 0);
+    let du = Command::new("du").args(["-s", "--block-size=1", path_str(&dir.join("ledger"))]).output().unwrap();
+    let du_bytes: u64 = String::from_utf8_lossy(&du.stdout).split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(v["bytes_on_disk"], du_bytes);
+    assert!((1 << 20..2 << 20).contains(&du_bytes), "a 1 MiB segment, preallocated: {du_bytes}");
+    assert_eq!(v["store"]["topic"], "orders");
 }
 
 #[test]
