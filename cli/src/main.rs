@@ -50,7 +50,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write a realistic event stream, replay and check it, follow the tail, reopen.
+    /// Write a realistic event stream, replay and check it, follow the tail, reopen; leave a
+    /// store with a topic, consumer groups and a dead letter to explore.
     Demo(demo::Args),
     /// Show the segments of a log: offsets, sizes, time ranges.
     Info(info::Args),
