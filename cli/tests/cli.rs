@@ -211,7 +211,7 @@ fn demo_leaves_a_store_to_explore_and_prints_commands_that_work_as_typed() {
         .unwrap();
     let out = stdout(&o);
     assert!(out.contains(&format!("  cargo run --release -- info {}", path_str(&dir.join("ledger")))), "{out}");
-    assert!(out.contains("cargo install --path cli"), "{out}");
+    assert!(out.contains("cargo install --locked --path cli"), "{out}");
 }
 
 /// The demo's summary counts what is on disk the way `du` does: segments are preallocated.

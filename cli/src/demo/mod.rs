@@ -453,7 +453,10 @@ fn print_next_steps(out: &mut impl Write, demo: &dir::DemoDir) -> CliResult {
         writeln!(out, "  {tidelog} {cmd}")?;
     }
     if via_cargo {
-        writeln!(out, "or install the binary (`cargo install --path cli`) and run `tidelog info {ledger}` and so on")?;
+        writeln!(
+            out,
+            "or install the binary (`cargo install --locked --path cli`) and run `tidelog info {ledger}` and so on"
+        )?;
     }
     Ok(())
 }
