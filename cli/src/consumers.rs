@@ -112,7 +112,7 @@ pub fn run_consumers(ctx: Ctx, args: &ConsumersArgs) -> CliResult {
         let doc = json!({ "dir": args.dir.display().to_string(), "groups": rows, "errors": errors });
         render::print_json(&mut out, &doc)?;
     } else {
-        print_table(&mut out, args, &rows)?;
+        print_table(&mut out, args, !topics.is_empty(), &rows)?;
         out.flush()?;
         for f in &failures {
             // `eprintln!` would panic if stderr is a closed pipe; ignore that instead.
@@ -127,10 +127,13 @@ pub fn run_consumers(ctx: Ctx, args: &ConsumersArgs) -> CliResult {
     Err(CliError::Reported(if damaged { EXIT_DAMAGE } else { EXIT_USAGE }))
 }
 
-fn print_table(out: &mut impl Write, args: &ConsumersArgs, rows: &[LagRow]) -> CliResult {
+fn print_table(out: &mut impl Write, args: &ConsumersArgs, has_topics: bool, rows: &[LagRow]) -> CliResult {
     if rows.is_empty() {
         match &args.topic {
             Some(t) => writeln!(out, "topic {t} of the store {} has no consumer groups", args.dir.display())?,
+            None if !has_topics => {
+                writeln!(out, "{} has no topics: it is an empty store, or not a store", args.dir.display())?
+            }
             None => writeln!(out, "the store {} has no consumer groups", args.dir.display())?,
         }
         return Ok(());

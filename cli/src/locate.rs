@@ -51,8 +51,12 @@ pub fn open_log(dir: &Path) -> CliResult<Log> {
 
 /// Open the store in `dir`. A log is named as such, with the commands that read it.
 pub fn open_store(dir: &Path) -> CliResult<Store> {
-    let store = Store::open(dir, StoreOptions::default().create_if_missing(false))
-        .map_err(CliError::log(format!("opening the store {}", dir.display())))?;
+    let store = match Store::open(dir, StoreOptions::default().create_if_missing(false)) {
+        Err(tidelog::Error::NotFound { .. }) => {
+            return Err(CliError::NotFound(format!("no store at {} (the directory does not exist)", dir.display())));
+        }
+        other => other.map_err(CliError::log(format!("opening the store {}", dir.display())))?,
+    };
     let no_topics = store.topic_names().map_or(true, |t| t.is_empty());
     if no_topics && Log::open_read_only(dir, Options::default()).is_ok() {
         let d = dir.display();

@@ -604,3 +604,19 @@ fn info_table_headings_are_json_field_names() {
         assert!(row.contains_key(h), "heading {h} is not a JSON field: {heading}");
     }
 }
+
+/// The `bench` table's headings are the field names of its JSON rows.
+#[test]
+fn bench_table_headings_are_json_field_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["bench", "--dir", path_str(tmp.path()), "--records", "200", "--payload", "16"];
+    let v = json(&args, 0);
+    let row = v["rows"][0].as_object().unwrap();
+    let out = stdout(&tidelog(&args));
+    let heading = out.lines().find(|l| l.starts_with("workload")).expect("a table heading");
+    let headings: Vec<&str> = heading.split_whitespace().collect();
+    assert_eq!(headings.len(), row.len(), "{heading}");
+    for h in headings {
+        assert!(row.contains_key(h), "heading {h} is not a JSON field: {heading}");
+    }
+}

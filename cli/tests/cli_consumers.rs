@@ -276,12 +276,20 @@ fn store_commands_on_a_plain_log_say_that_it_is_a_log() {
         assert!(stderr(&o).contains("is a log, not a store"), "{args:?}\n{}", text(&o));
         assert!(stderr(&o).contains(&format!("tidelog info {}", p(&log_dir))), "{}", text(&o));
     }
-    // An empty store is still a store.
+    // An empty store is still a store; a topic without groups has none.
     let store_dir = tmp.path().join("store");
-    drop(open_store(&store_dir));
+    let store = open_store(&store_dir);
+    let o = tidelog(&["consumers", p(&store_dir)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("has no topics: it is an empty store"), "{}", text(&o));
+    store.topic("orders").unwrap();
     let o = tidelog(&["consumers", p(&store_dir)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("has no consumer groups"), "{}", text(&o));
+    // A missing directory is no store (not "no log").
+    let o = tidelog(&["consumers", p(&tmp.path().join("missing"))]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("no store at"), "{}", text(&o));
 }
 
 /// `info` on a store used to say that the directory holds no segment files; it now says that
