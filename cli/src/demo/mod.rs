@@ -273,7 +273,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     let rec = log.read(found).map_err(CliError::log("reading the looked-up event"))?;
     let before_ok = found == log.first_offset()
         || log.read_with(found - 1, |r| r.timestamp_us() < target_us).map_err(CliError::log("reading"))?;
-    if found > at_most || rec.timestamp_us < target_us || !before_ok {
+    if found > at_most || rec.timestamp_us() < target_us || !before_ok {
         return Err(CliError::Mismatch(format!("time lookup for {target_us} returned offset {found}")));
     }
     let lookup = Lookup {
@@ -289,7 +289,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             lookup.time,
             count(found),
             String::from_utf8_lossy(rec.header("type").unwrap_or_default()),
-            String::from_utf8_lossy(rec.key.as_deref().unwrap_or_default()),
+            String::from_utf8_lossy(rec.key().unwrap_or_default()),
             render::duration(lookup_time)
         )?;
         out.flush()?;
