@@ -89,6 +89,12 @@ pub fn decode_record(bytes: &[u8], pos: usize) -> std::result::Result<Option<Own
     }
 }
 
+/// README.md's code blocks, compiled and run as doctests so that the README cannot show code
+/// that does not build.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 #[cfg(test)]
 mod send_sync {
     fn assert_send_sync<T: Send + Sync>() {}

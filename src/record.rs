@@ -198,6 +198,29 @@ impl<'a> Iterator for HeaderIter<'a> {
 }
 
 /// A record copied out of the log.
+///
+/// It has the accessor methods of [`RecordView`], so code written against one reads the
+/// other; the public fields remain for code that takes the record apart.
+///
+/// ```
+/// use tidelog::{Header, Log, Options, Record};
+///
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let log = Log::open(tmp.path().join("events"), Options::default().segment_bytes(1 << 20))?;
+/// let headers = [Header { name: "type", value: b"deposit" }];
+/// let offset = log.append(Record::new(b"10").key(b"acct-7").headers(&headers))?;
+/// let owned = log.read(offset)?;
+/// log.read_with(offset, |view| {
+///     assert_eq!(owned.offset(), view.offset());
+///     assert_eq!(owned.timestamp_us(), view.timestamp_us());
+///     assert_eq!(owned.key(), view.key());
+///     assert_eq!(owned.payload(), view.payload());
+///     assert!(owned.headers().eq(view.headers()));
+///     assert_eq!(owned.header("type"), view.header("type"));
+/// })?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedRecord {
     /// The record's offset.
@@ -213,6 +236,26 @@ pub struct OwnedRecord {
 }
 
 impl OwnedRecord {
+    /// The record's offset.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+    /// Append time in microseconds since the Unix epoch.
+    pub fn timestamp_us(&self) -> u64 {
+        self.timestamp_us
+    }
+    /// The key, if the record has one.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+    /// The headers, in order, as [`RecordView::headers`] yields them.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = Header<'_>> + Clone + '_ {
+        self.headers.iter().map(|(name, value)| Header { name, value })
+    }
     /// The first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())

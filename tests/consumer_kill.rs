@@ -69,7 +69,7 @@ fn kill_child() {
                     rng ^= rng << 13;
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
-                    if rng % 4 == 0 {
+                    if rng.is_multiple_of(4) {
                         std::thread::sleep(Duration::from_micros(rng % 1500));
                     }
                     match kind(d.payload()) {

@@ -150,7 +150,7 @@ fn per_key_many_consumers_never_overlap_a_key_and_keep_its_order() {
                     std::thread::yield_now();
                     busy.lock().unwrap().insert(key.clone(), false);
                     // Every 7th delivery fails once; the key must wait for its retry.
-                    if (n + w) % 7 == 0 && d.attempt() == 1 {
+                    if (n + w).is_multiple_of(7) && d.attempt() == 1 {
                         g.nack_after(&d, Duration::from_millis(5), "flaky").unwrap();
                     } else {
                         let seq: u32 = std::str::from_utf8(d.payload()).unwrap().parse().unwrap();

@@ -129,7 +129,7 @@ fn fail_each_call(
 fn fill_first_segment(log: &Log, acked: &mut Acked) {
     while log.segments().len() < 2 || log.next_offset() < 20 {
         assert!(acked.append(log));
-        if acked.attempted % 10 == 0 {
+        if acked.attempted.is_multiple_of(10) {
             acked.sync(log);
         }
     }

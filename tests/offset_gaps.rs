@@ -467,29 +467,6 @@ fn repeated_random_compactions_keep_every_reader_consistent() {
     }
 }
 
-/// The `tidelog` binary over a compacted log: `verify` finds it intact, `info` counts the
-/// records that exist, and `dump` shows exactly the records of its offset range, even when the
-/// range ends in a gap (the cursor's next record then lies past the range).
-#[test]
-fn the_cli_reads_a_compacted_log() {
-    let f = build_fixture();
-    let dir = f.dir.to_str().unwrap();
-    let json = |args: &[&str]| -> serde_json::Value {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tidelog")).arg("--json").args(args).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
-    };
-    let v = json(&["verify", dir]);
-    assert_eq!((v["intact"].as_bool(), v["records"].as_u64()), (Some(true), Some(f.kept.len() as u64)));
-    assert_eq!(json(&["info", dir])["records"].as_u64(), Some(f.kept.len() as u64));
-    // From segment 1 (one record in three) across the emptied segment 2 to the middle of the
-    // run removed from segment 3.
-    let (from, to) = (f.bases[1], f.bases[3] + 10);
-    let d = json(&["dump", dir, "--from", &from.to_string(), "--to", &to.to_string()]);
-    let got: Vec<u64> = d["records"].as_array().unwrap().iter().map(|r| r["offset"].as_u64().unwrap()).collect();
-    assert_eq!(got, f.kept.range(from..to).copied().collect::<Vec<_>>());
-}
-
 /// A build that never reached its install (a crash while writing the new files) leaves the old
 /// segment in use; the next writer's open deletes the build's temporary files.
 #[test]

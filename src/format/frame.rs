@@ -46,7 +46,7 @@ pub const RECORD_HEADER_LEN: usize = RESERVED_AT + 2;
 const _: () = assert!(RECORD_HEADER_LEN == 40);
 /// Records start at multiples of this within a segment.
 pub const RECORD_ALIGN: usize = 8;
-const _: () = assert!(RECORD_HEADER_LEN % RECORD_ALIGN == 0);
+const _: () = assert!(RECORD_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 
 pub(crate) const FLAG_HAS_KEY: u16 = 1;
 pub(crate) const FLAG_DURABLE_MARK: u16 = 1 << 1;

@@ -22,7 +22,7 @@ pub(crate) const SEG_FLAG_SPARSE_OFFSETS: u32 = 1;
 pub const SEGMENT_HEADER_LEN: usize = SEG_CRC_AT + 4;
 const _: () = assert!(SEGMENT_HEADER_LEN == 64);
 const _: () = assert!(SEG_NEXT_OFFSET_AT + 8 <= SEG_CRC_AT);
-const _: () = assert!(SEGMENT_HEADER_LEN % RECORD_ALIGN == 0);
+const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 
 /// Fields of a segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -97,7 +97,7 @@ impl SegmentMap {
     /// the published end of a map written by another process. `None` if `pos` is misaligned
     /// or the 4 bytes do not fit in the map.
     pub fn frame_len_acquire(&self, pos: usize) -> Option<u32> {
-        if pos % 4 != 0 || pos.checked_add(4)? > self.len {
+        if !pos.is_multiple_of(4) || pos.checked_add(4)? > self.len {
             return None;
         }
         // SAFETY: `pos + 4 <= len` so the pointer is inside the mapping, and `pos` is a
@@ -157,7 +157,7 @@ impl MapWriter {
     /// Store a frame's length at `pos` with `Release`, after its other bytes were written
     /// through [`MapWriter::unpublished_mut`]. `pos` must be 4-aligned, unpublished, in the map.
     pub fn store_frame_len(&mut self, pos: usize, len: u32) -> bool {
-        if pos % 4 != 0 || pos + 4 > self.map.len || pos < self.map.published() {
+        if !pos.is_multiple_of(4) || pos + 4 > self.map.len || pos < self.map.published() {
             return false;
         }
         // SAFETY: in bounds and 4-aligned (checked above; the mapping is page aligned). The

@@ -3,29 +3,18 @@
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
-use serde::Serialize;
 use serde_json::Value;
 use tidelog::RecordView;
 
-use crate::common::{self, count, format_time_us, parse_time, CliError, CliResult, Ctx};
+use crate::error::{CliError, CliResult};
+use crate::locate::open_log;
+use crate::progress;
+use crate::render::{self, plural, PayloadFormat, RecordRef, RecordStyle};
+use crate::time::parse_time;
+use crate::Ctx;
 
 /// Ranges with at least this many records get a progress bar (when one may be drawn).
 const PROGRESS_MIN_RECORDS: u64 = 50_000;
-/// Payload characters shown per record in human output without `--full`.
-const PAYLOAD_SHOWN_CHARS: usize = 160;
-
-/// How payloads are shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PayloadFormat {
-    /// UTF-8 text if the payload is valid UTF-8, hex otherwise.
-    Auto,
-    /// UTF-8 text, invalid sequences replaced by U+FFFD.
-    Text,
-    /// Lower-case hex.
-    Hex,
-    /// Standard base64.
-    Base64,
-}
 
 /// Arguments of `tidelog dump`.
 #[derive(Debug, clap::Args)]
@@ -100,104 +89,15 @@ fn matches(rec: &RecordView<'_>, args: &Args) -> bool {
     args.headers.iter().all(|(name, value)| rec.headers().any(|h| h.name == name && h.value == value.as_bytes()))
 }
 
-/// Text with control characters escaped, for one-line human output.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// A key or header value for humans: text if it is UTF-8, `0x`-prefixed hex otherwise.
-fn human_bytes(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => escape(s),
-        Err(_) => format!("0x{}", common::hex(b)),
-    }
-}
-
-/// A key or header value in JSON: a string if it is UTF-8, `{"hex": "..."}` otherwise.
-fn json_bytes(b: &[u8]) -> Value {
-    match std::str::from_utf8(b) {
-        Ok(s) => Value::String(s.to_owned()),
-        Err(_) => serde_json::json!({ "hex": common::hex(b) }),
-    }
-}
-
-/// The payload rendered as `fmt` asks, and the name of the encoding used.
-fn render_payload(p: &[u8], fmt: PayloadFormat) -> (String, &'static str) {
-    match fmt {
-        PayloadFormat::Auto => match std::str::from_utf8(p) {
-            Ok(s) => (s.to_owned(), "utf8"),
-            Err(_) => (common::hex(p), "hex"),
-        },
-        PayloadFormat::Text => (String::from_utf8_lossy(p).into_owned(), "utf8"),
-        PayloadFormat::Hex => (common::hex(p), "hex"),
-        PayloadFormat::Base64 => (common::base64(p), "base64"),
-    }
-}
-
-#[derive(Serialize)]
-struct JsonRecord {
-    offset: u64,
-    timestamp_us: u64,
-    time: String,
-    key: Option<Value>,
-    headers: Vec<Value>,
-    payload: String,
-    payload_encoding: &'static str,
-    payload_bytes: usize,
-}
-
-fn json_record(rec: &RecordView<'_>, fmt: PayloadFormat) -> JsonRecord {
-    let (payload, payload_encoding) = render_payload(rec.payload(), fmt);
-    JsonRecord {
-        offset: rec.offset(),
-        timestamp_us: rec.timestamp_us(),
-        time: format_time_us(rec.timestamp_us()),
-        key: rec.key().map(json_bytes),
-        headers: rec.headers().map(|h| serde_json::json!({ "name": h.name, "value": json_bytes(h.value) })).collect(),
-        payload,
-        payload_encoding,
-        payload_bytes: rec.payload().len(),
-    }
-}
-
-fn human_record(rec: &RecordView<'_>, args: &Args) -> String {
-    let key = rec.key().map_or_else(|| "(no key)".to_owned(), |k| format!("key={}", human_bytes(k)));
-    let headers: Vec<String> = rec.headers().map(|h| format!("{}={}", escape(h.name), human_bytes(h.value))).collect();
-    let (payload, encoding) = render_payload(rec.payload(), args.payload);
-    let mut payload = if encoding == "utf8" { escape(&payload) } else { format!("{encoding}:{payload}") };
-    if !args.full {
-        if let Some((cut, _)) = payload.char_indices().nth(PAYLOAD_SHOWN_CHARS) {
-            payload.truncate(cut);
-            payload.push_str(&format!("… ({} bytes)", rec.payload().len()));
-        }
-    }
-    let mut line = format!("{:>10}  {}  {key}", rec.offset(), format_time_us(rec.timestamp_us()));
-    if !headers.is_empty() {
-        line.push_str("  ");
-        line.push_str(&headers.join(" "));
-    }
-    line.push_str("  ");
-    line.push_str(&payload);
-    line
-}
-
 /// Run `tidelog dump`.
 pub fn run(ctx: Ctx, args: &Args) -> CliResult {
-    let log = common::open_read_only(&args.dir)?;
+    let log = open_log(&args.dir)?;
     let (start, end) = range(&log, args)?;
     let stdout = io::stdout();
     let stdout_is_tty = stdout.is_terminal();
     let mut out = BufWriter::new(stdout.lock());
     let bar = if end - start >= PROGRESS_MIN_RECORDS {
-        common::progress_bar(ctx, end - start, false, "dump")
+        progress::progress_bar(ctx, end - start, false, "dump")
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -211,6 +111,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             Value::String(args.dir.display().to_string())
         )?;
     }
+    let style = RecordStyle { payload: args.payload, cut_payload: !args.full };
     let mut cursor = log.cursor(start);
     let (mut scanned, mut matched) = (0u64, 0u64);
     let mut failure = None;
@@ -227,7 +128,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             }
         };
         scanned += 1;
-        if scanned % 4096 == 0 {
+        if scanned.is_multiple_of(4096) {
             bar.set_position(scanned);
         }
         if !matches(&rec, args) {
@@ -235,13 +136,13 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         }
         if ctx.json {
             out.write_all(if matched == 0 { b"\n" } else { b",\n" })?;
-            serde_json::to_writer(&mut out, &json_record(&rec, args.payload))
+            serde_json::to_writer(&mut out, &render::record_json(&RecordRef::from(&rec), style))
                 .map_err(|e| CliError::Output(e.into()))?;
         } else if interleave {
-            let line = human_record(&rec, args);
+            let line = render::record_line(&RecordRef::from(&rec), style);
             bar.suspend(|| writeln!(out, "{line}").and_then(|()| out.flush()))?;
         } else {
-            writeln!(out, "{}", human_record(&rec, args))?;
+            writeln!(out, "{}", render::record_line(&RecordRef::from(&rec), style))?;
         }
         matched += 1;
     }
@@ -263,7 +164,12 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         out.flush()?;
         return Err(e);
     }
-    writeln!(out, "-- {} of {} records scanned in [{start}, {end}) matched", count(matched), count(scanned))?;
+    writeln!(
+        out,
+        "-- {} matched of {} scanned in [{start}, {end})",
+        render::count(matched),
+        plural(scanned, "record")
+    )?;
     out.flush()?;
     Ok(())
 }

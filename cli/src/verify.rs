@@ -7,7 +7,11 @@ use std::time::Instant;
 use serde::Serialize;
 use tidelog::{CorruptionKind, Damage};
 
-use crate::common::{self, bytes, count, CliError, CliResult, Ctx, EXIT_DAMAGE};
+use crate::error::{CliError, CliResult, EXIT_DAMAGE};
+use crate::locate::open_log;
+use crate::progress;
+use crate::render::{self, plural, size};
+use crate::Ctx;
 
 /// Arguments of `tidelog verify`.
 #[derive(Debug, clap::Args)]
@@ -64,9 +68,9 @@ fn damage_row(d: &Damage) -> DamageRow {
 pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     // Damage that stops the open (e.g. in a sealed segment without a usable index) is a
     // located `Corruption` error: `CliError::exit_code` maps it to 1 like damage found below.
-    let log = common::open_read_only(&args.dir)?;
+    let log = open_log(&args.dir)?;
     let total: u64 = log.segments().iter().map(|s| s.bytes).sum();
-    let bar = common::progress_bar(ctx, total, true, "verify");
+    let bar = progress::progress_bar(ctx, total, true, "verify");
     let started = Instant::now();
     let v = log.verify(|done| bar.set_position(done));
     let elapsed = started.elapsed();
@@ -83,33 +87,33 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     };
     let mut out = io::stdout().lock();
     if ctx.json {
-        common::print_json(&mut out, &report)?;
+        render::print_json(&mut out, &report)?;
     } else if report.intact {
         writeln!(
             out,
-            "ok: {} intact: {} segments, {} records, {} verified in {} ({}/s)",
+            "ok: {} intact: {}, {}, {} verified in {} ({}/s)",
             report.dir,
-            report.segments,
-            count(report.records),
-            bytes(report.bytes),
-            common::duration(elapsed),
-            bytes(common::per_sec(report.bytes as f64, elapsed) as u64),
+            plural(report.segments, "segment"),
+            plural(report.records, "record"),
+            size(report.bytes),
+            render::duration(elapsed),
+            size(render::per_sec(report.bytes as f64, elapsed) as u64),
         )?;
     } else {
         writeln!(
             out,
-            "DAMAGED: {} damaged place{} in {} ({} segments scanned, {} records validated)",
-            report.damage.len(),
-            if report.damage.len() == 1 { "" } else { "s" },
+            "DAMAGED: {} in {} ({} scanned, {} validated)",
+            plural(report.damage.len() as u64, "damaged place"),
             report.dir,
-            report.segments,
-            count(report.records),
+            plural(report.segments, "segment"),
+            plural(report.records, "record"),
         )?;
         for d in &report.damage {
             writeln!(out)?;
             writeln!(out, "  file      {}", d.file)?;
             writeln!(out, "  position  byte {}", d.position)?;
             writeln!(out, "  offset    {} (valid records of this segment end before it)", d.offset)?;
+            writeln!(out, "  kind      {}", d.kind)?;
             writeln!(out, "  problem   {}", d.problem)?;
         }
         writeln!(out)?;

@@ -1,14 +1,24 @@
-//! `tidelog`: inspect, verify and try out tidelog logs. A thin layer over the library's
-//! public API; each command lives in its own module.
+//! `tidelog`: inspect, verify and try out tidelog logs and stores. A thin layer over the
+//! library's public API: one module per command, and shared modules for what they have in
+//! common (`render` shows things, `locate` opens what the command line names, `error` says
+//! why a command failed).
 //!
 //! Exit codes: 0 success, 1 damage found (or a read-back check failed), 2 usage or I/O error.
 
 mod bench;
-mod common;
-mod consumer_cmds;
+mod checkpoint;
+mod consumers;
 mod demo;
+mod disk;
+mod dlq;
 mod dump;
+mod error;
 mod info;
+mod locate;
+mod progress;
+mod render;
+mod tail;
+mod time;
 mod verify;
 
 use std::io::{self, Write};
@@ -16,7 +26,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::common::{CliError, Ctx};
+use crate::error::CliError;
+
+/// Settings every command sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    /// Print one JSON document on stdout instead of human-readable text.
+    pub json: bool,
+}
 
 /// Inspect, verify and try out tidelog event logs.
 #[derive(Debug, Parser)]
@@ -33,7 +50,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write a realistic event stream, replay and check it, follow the tail, reopen.
+    /// Write a realistic event stream, replay and check it, follow the tail, reopen; leave a
+    /// store with a topic, consumer groups and a dead letter to explore.
     Demo(demo::Args),
     /// Show the segments of a log: offsets, sizes, time ranges.
     Info(info::Args),
@@ -44,11 +62,11 @@ enum Command {
     /// Measure append, replay and read throughput in a temporary directory.
     Bench(bench::Args),
     /// Print a store topic's last events; with -f, follow new ones as they are published.
-    Tail(consumer_cmds::TailArgs),
+    Tail(tail::TailArgs),
     /// Show the consumer groups of a store: position, lag, in flight, retries, dead letters.
-    Consumers(consumer_cmds::ConsumersArgs),
+    Consumers(consumers::ConsumersArgs),
     /// List or redrive a consumer group's dead letters.
-    Dlq(consumer_cmds::DlqArgs),
+    Dlq(dlq::DlqArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,9 +78,9 @@ fn main() -> ExitCode {
             let wants_json = std::env::args_os().any(|a| a == "--json");
             if wants_json && e.use_stderr() {
                 let msg = e.render().to_string();
-                let v = serde_json::json!({ "error": "usage", "message": msg.trim(), "exit_code": common::EXIT_USAGE });
+                let v = serde_json::json!({ "error": "usage", "message": msg.trim(), "exit_code": error::EXIT_USAGE });
                 let _ = writeln!(io::stdout().lock(), "{v}");
-                return ExitCode::from(common::EXIT_USAGE);
+                return ExitCode::from(error::EXIT_USAGE);
             }
             e.exit()
         }
@@ -74,14 +92,14 @@ fn main() -> ExitCode {
         Command::Dump(args) => dump::run(ctx, args),
         Command::Verify(args) => verify::run(ctx, args),
         Command::Bench(args) => bench::run(ctx, args),
-        Command::Tail(args) => consumer_cmds::run_tail(ctx, args),
-        Command::Consumers(args) => consumer_cmds::run_consumers(ctx, args),
-        Command::Dlq(args) => consumer_cmds::run_dlq(ctx, args),
+        Command::Tail(args) => tail::run_tail(ctx, args),
+        Command::Consumers(args) => consumers::run_consumers(ctx, args),
+        Command::Dlq(args) => dlq::run_dlq(ctx, args),
     };
     match result {
-        Ok(()) => ExitCode::from(common::EXIT_OK),
+        Ok(()) => ExitCode::from(error::EXIT_OK),
         // The reader of our output went away (`tidelog dump ... | head`): nothing to say.
-        Err(e) if e.is_broken_pipe() => ExitCode::from(common::EXIT_OK),
+        Err(e) if e.is_broken_pipe() => ExitCode::from(error::EXIT_OK),
         Err(CliError::Reported(code)) => ExitCode::from(code),
         Err(e) => {
             if ctx.json {

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tidelog::{Durability, Log, Options, Record};
 
-use crate::common::{self, count, per_sec, rate, CliError, CliResult, Ctx};
+use crate::error::{CliError, CliResult};
+use crate::render::{self, count, per_sec, rate};
+use crate::Ctx;
 
 /// Segment size for the bench logs: large enough that rolling is rare, small enough that the
 /// reservations of a few logs do not fill a small disk.
@@ -102,7 +104,7 @@ impl<W: Write> Table<'_, W> {
         if self.human {
             writeln!(
                 self.out,
-                "{:<34} {:>9} {:>9.3} {:>11} {:>10.1} {:>12}",
+                "{:<34} {:>9} {:>9.3} {:>15} {:>11.1} {:>11}",
                 row.workload,
                 count(row.records),
                 row.seconds,
@@ -165,8 +167,8 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         writeln!(out, "durable workloads use {} records and fsync before each append returns\n", count(durable_n))?;
         writeln!(
             out,
-            "{:<34} {:>9} {:>9} {:>11} {:>10} {:>12}",
-            "workload", "records", "seconds", "records/s", "MiB/s", "vs baseline"
+            "{:<34} {:>9} {:>9} {:>15} {:>11} {:>11}",
+            "workload", "records", "seconds", "records_per_sec", "mib_per_sec", "vs_baseline"
         )?;
     }
     let mut table = Table {
@@ -265,7 +267,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     let report =
         Report { dir: tmp.0.display().to_string(), records: n, payload_bytes: args.payload_bytes, rows: table.rows };
     if ctx.json {
-        return common::print_json(&mut out, &report);
+        return render::print_json(&mut out, &report);
     }
     Ok(())
 }

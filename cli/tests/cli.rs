@@ -83,7 +83,7 @@ fn demo_with_few_events_succeeds_prints_the_summary_and_reruns_over_its_own_log(
         assert!(stderr(&o).is_empty(), "run {run}: {}", stderr(&o));
     }
     // What the demo left behind is a valid log with the events it announced.
-    let log = Log::open_read_only(&dir, Options::default()).unwrap();
+    let log = Log::open_read_only(dir.join("ledger"), Options::default()).unwrap();
     assert_eq!(log.next_offset(), 3008);
 }
 
@@ -109,6 +109,122 @@ fn demo_refuses_to_remove_a_directory_that_is_not_a_demo_log() {
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(stderr(&o).contains("does not look like a tidelog demo log"), "{}", stderr(&o));
     assert_eq!(std::fs::read(dir.join("app.log")).unwrap(), b"not a tidelog segment");
+}
+
+/// `tidelog demo --dir X` used to remove X whenever it held nothing but tidelog files, so a
+/// real log passed by mistake was replaced by the demo's. The demo now deletes only a
+/// directory that carries the marker it writes, and leaves a real log untouched.
+#[test]
+fn demo_refuses_a_directory_holding_a_real_log_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("precious-log");
+    fixed_log(&dir, 400).close().unwrap();
+    let before = files_with_contents(&dir);
+    let o = tidelog(&["demo", "--dir", path_str(&dir), "--events", "10"]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("no .tidelog-demo marker"), "{}", stderr(&o));
+    assert_eq!(files_with_contents(&dir), before, "the demo changed a log it did not create");
+}
+
+/// A previous demo's directory is replaced only if it holds nothing but what the demo put
+/// there: a file the user added makes the demo refuse, deleting nothing.
+#[test]
+fn demo_refuses_its_own_directory_once_it_holds_something_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let o = tidelog(&["demo", "--dir", path_str(&dir), "--events", "10"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(dir.join(".tidelog-demo").is_file());
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    let before = files_with_contents(&dir);
+    let o = tidelog(&["demo", "--dir", path_str(&dir), "--events", "10"]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("besides the demo's files it holds notes.txt"), "{}", stderr(&o));
+    assert_eq!(files_with_contents(&dir), before);
+}
+
+/// Every file under `dir` (relative path) with its contents.
+fn files_with_contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.push((path.strip_prefix(base).unwrap().to_path_buf(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The demo used to leave only a log, so `tail`, `consumers` and `dlq` had nothing to show.
+/// It now leaves a store with a topic, two groups, a scheduled retry and a dead letter, and
+/// prints commands that run as printed.
+#[test]
+fn demo_leaves_a_store_to_explore_and_prints_commands_that_work_as_typed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    // Started as an installed binary (cargo sets CARGO for what it runs).
+    let o = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["demo", "--dir", path_str(&dir), "--events", "2000"])
+        .env_remove("CARGO")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    let commands: Vec<Vec<String>> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("  tidelog "))
+        .map(|c| c.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    let names: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
+    assert_eq!(names, ["info", "dump", "verify", "consumers", "tail", "dlq", "dlq"], "{out}");
+    for cmd in &commands {
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let o = tidelog(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}\n{}{}", stdout(&o), stderr(&o));
+        assert!(!stdout(&o).trim().is_empty(), "{args:?} printed nothing");
+    }
+    // The redrive at the end of the list found the dead letter to redrive.
+    assert_eq!(commands.last().unwrap()[1], "redrive");
+
+    let store = dir.join("store");
+    let v = json(&["consumers", path_str(&store)], 0);
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[1]["group"], "shipping");
+    assert_eq!(groups[1]["unconsumed"], 40);
+    assert_eq!(
+        json(&["dlq", "list", path_str(&store), "orders", "billing"], 0)["dead_letters"][0]["source_offset"],
+        42
+    );
+
+    // Started through cargo, it says `cargo run` and how to install the binary.
+    let o = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["demo", "--dir", path_str(&dir), "--events", "100"])
+        .env("CARGO", "cargo")
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(out.contains(&format!("  cargo run --release -- info {}", path_str(&dir.join("ledger")))), "{out}");
+    assert!(out.contains("cargo install --locked --path cli"), "{out}");
+}
+
+/// The demo's summary counts what is on disk the way `du` does: segments are preallocated.
+#[test]
+fn demo_reports_the_ledger_size_on_disk_as_du_counts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let v = json(&["demo", "--dir", path_str(&dir), "--events", "100", "--segment-bytes", "1048576"], 0);
+    let du = Command::new("du").args(["-s", "--block-size=1", path_str(&dir.join("ledger"))]).output().unwrap();
+    let du_bytes: u64 = String::from_utf8_lossy(&du.stdout).split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(v["bytes_on_disk"], du_bytes);
+    assert!((1 << 20..2 << 20).contains(&du_bytes), "a 1 MiB segment, preallocated: {du_bytes}");
+    assert_eq!(v["store"]["topic"], "orders");
 }
 
 #[test]
@@ -231,11 +347,14 @@ fn dump_shows_binary_payloads_as_hex_or_base64() {
     drop(log);
     let o = tidelog(&["dump", path_str(&dir)]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(stdout(&o).contains("key=0x80"), "{}", stdout(&o));
+    // Binary is `hex:` for humans and `{"hex": ...}` in JSON, for keys and payloads alike.
+    assert!(stdout(&o).contains("key=hex:80"), "{}", stdout(&o));
     assert!(stdout(&o).contains("hex:ff0001"), "{}", stdout(&o));
+    let v = json(&["dump", path_str(&dir)], 0);
+    assert_eq!(v["records"][0]["payload"]["hex"], "ff0001");
+    assert_eq!(v["records"][0]["payload_bytes"], 3);
     let v = json(&["dump", path_str(&dir), "--payload", "base64"], 0);
-    assert_eq!(v["records"][0]["payload"], "/wAB");
-    assert_eq!(v["records"][0]["payload_encoding"], "base64");
+    assert_eq!(v["records"][0]["payload"]["base64"], "/wAB");
     assert_eq!(v["records"][0]["key"]["hex"], "80");
 }
 
@@ -406,4 +525,98 @@ fn bench_runs_tiny_prints_every_row_and_removes_its_directory() {
     assert_eq!(rows[0]["vs_baseline"], 1.0);
     assert!(rows.iter().all(|r| r["records"].as_u64().unwrap() > 0 && r["records_per_sec"].as_f64().unwrap() > 0.0));
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "bench left files behind");
+}
+
+/// `info` used to say "did not close cleanly" for a checkpoint that was garbage or missing,
+/// as if a writer had crashed. It says what it found: a writer that did not close, no
+/// checkpoint, or a damaged one.
+#[test]
+fn info_says_whether_the_checkpoint_is_damaged_missing_or_left_by_an_open_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = fixed_log(&dir, 400);
+    log.sync().unwrap();
+    // The writer is still open: a valid checkpoint without the clean mark.
+    let v = json(&["info", path_str(&dir)], 0);
+    assert_eq!((v["closed_cleanly"].as_bool(), v["shutdown"].as_str()), (Some(false), Some("not_closed")));
+    log.close().unwrap();
+    assert_eq!(json(&["info", path_str(&dir)], 0)["shutdown"], "clean");
+
+    let checkpoint = dir.join("checkpoint");
+    std::fs::write(&checkpoint, b"garbage").unwrap();
+    let v = json(&["info", path_str(&dir)], 0);
+    assert_eq!((v["closed_cleanly"].as_bool(), v["shutdown"].as_str()), (Some(false), Some("checkpoint_damaged")));
+    let out = stdout(&tidelog(&["info", path_str(&dir)]));
+    assert!(out.contains("the checkpoint file is damaged (7 bytes, expected 64)"), "{out}");
+    assert!(!out.contains("did not close cleanly"), "{out}");
+
+    let mut bytes = vec![0u8; 64];
+    bytes[..8].copy_from_slice(b"TDLGCKP\0");
+    std::fs::write(&checkpoint, &bytes).unwrap();
+    let out = stdout(&tidelog(&["info", path_str(&dir)]));
+    assert!(out.contains("the checkpoint file is damaged"), "{out}");
+
+    std::fs::remove_file(&checkpoint).unwrap();
+    let v = json(&["info", path_str(&dir)], 0);
+    assert_eq!(v["shutdown"], "checkpoint_missing");
+    assert!(stdout(&tidelog(&["info", path_str(&dir)])).contains("no checkpoint file"));
+}
+
+/// The size on disk that `info` reports is what `du` counts (allocated blocks: segments are
+/// preallocated), not the bytes the records use.
+#[test]
+fn info_size_on_disk_agrees_with_du() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    fixed_log(&dir, 1000).close().unwrap();
+    let v = json(&["info", path_str(&dir)], 0);
+    let du = Command::new("du").args(["-s", "--block-size=1", path_str(&dir)]).output().expect("run du");
+    let du_bytes: u64 = String::from_utf8_lossy(&du.stdout).split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(v["bytes_on_disk"], du_bytes);
+    assert!(v["bytes_used"].as_u64().unwrap() < du_bytes, "{v}");
+}
+
+/// Counts take the noun in the right number ("1 segment", not "1 segments").
+#[test]
+fn a_log_of_one_segment_is_one_segment_not_one_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, Options::default().segment_bytes(1 << 20)).unwrap();
+    log.append(Record::new(b"only")).unwrap();
+    log.close().unwrap();
+    let verify = stdout(&tidelog(&["verify", path_str(&dir)]));
+    assert!(verify.contains(": 1 segment, 1 record,"), "{verify}");
+    let info = stdout(&tidelog(&["info", path_str(&dir)]));
+    assert!(info.contains("1 record in 1 segment,"), "{info}");
+}
+
+/// The `info` table's headings are the field names of the JSON segment rows.
+#[test]
+fn info_table_headings_are_json_field_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    fixed_log(&dir, 400).close().unwrap();
+    let v = json(&["info", path_str(&dir)], 0);
+    let row = v["segments"][0].as_object().unwrap();
+    let out = stdout(&tidelog(&["info", path_str(&dir)]));
+    let heading = out.lines().find(|l| l.starts_with("file")).expect("a table heading");
+    for h in heading.split_whitespace() {
+        assert!(row.contains_key(h), "heading {h} is not a JSON field: {heading}");
+    }
+}
+
+/// The `bench` table's headings are the field names of its JSON rows.
+#[test]
+fn bench_table_headings_are_json_field_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["bench", "--dir", path_str(tmp.path()), "--records", "200", "--payload", "16"];
+    let v = json(&args, 0);
+    let row = v["rows"][0].as_object().unwrap();
+    let out = stdout(&tidelog(&args));
+    let heading = out.lines().find(|l| l.starts_with("workload")).expect("a table heading");
+    let headings: Vec<&str> = heading.split_whitespace().collect();
+    assert_eq!(headings.len(), row.len(), "{heading}");
+    for h in headings {
+        assert!(row.contains_key(h), "heading {h} is not a JSON field: {heading}");
+    }
 }
