@@ -9,6 +9,14 @@
 //!   delivered; every other event acked. The last changes are in the state log after the
 //!   snapshot, and the group was never closed (as after a crash).
 //! * `audit`: events 0 and 2 acked, event 1 delivered and not settled, closed cleanly.
+//!
+//! The fixture `tests/fixtures/store-v2/` was made by the release before group snapshots
+//! moved to the projection layer (group snapshot `TDLGGRPS` version 2, state events version 2,
+//! dead letters in format 2, files of 4 KiB). Topic `orders` holds events 0..8 as above, and:
+//! * `billing`: event 0 rejected ("bad order", dead letter 0, parked); event 1 nacked with
+//!   its retry due 30 days after the fixture was made ("try later"); events 2..8 acked;
+//!   closed cleanly.
+//! * `audit`: events 0..3 acked, event 3 delivered and not settled, closed cleanly.
 
 mod consumer_support;
 
@@ -18,8 +26,12 @@ use consumer_support::*;
 use tidelog::{DeadLetterCause, DeadLetterStatus, GroupOptions, Store, StoreOptions};
 
 fn open_fixture(tmp: &tempfile::TempDir) -> Store {
+    open_named_fixture(tmp, "store-v1")
+}
+
+fn open_named_fixture(tmp: &tempfile::TempDir, name: &str) -> Store {
     let dir = tmp.path().join("store");
-    copy_tree(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1"), &dir);
+    copy_tree(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name), &dir);
     Store::open(&dir, StoreOptions::default().create_if_missing(false)).unwrap()
 }
 
@@ -103,4 +115,70 @@ fn a_store_written_by_the_first_release_keeps_consuming() {
     assert!(billing.try_poll(10).unwrap().is_empty());
     billing.close().unwrap();
     assert_eq!(store.dead_letters("orders", "billing").unwrap().len(), 3);
+}
+
+#[test]
+fn a_store_written_by_the_previous_release_reports_its_lag_and_dead_letters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_named_fixture(&tmp, "store-v2");
+    let lag = store.lag().unwrap();
+    assert_eq!(lag.len(), 2);
+    let (audit, billing) = (&lag[0], &lag[1]);
+    assert_eq!(audit.group, "audit");
+    assert_eq!((audit.committed, audit.in_flight, audit.unconsumed, audit.dead_letters), (3, 1, 5, 0));
+    assert_eq!(billing.group, "billing");
+    assert_eq!((billing.committed, billing.unconsumed), (1, 1));
+    assert_eq!((billing.scheduled_retries, billing.in_flight, billing.redriven, billing.dead_letters), (1, 0, 0, 1));
+    let dls = store.dead_letters("orders", "billing").unwrap();
+    assert_eq!(dls.len(), 1);
+    let d = &dls[0];
+    assert_eq!((d.dlq_offset, d.source_offset, d.status, d.attempts), (0, 0, DeadLetterStatus::Parked, 1));
+    assert_eq!((d.cause, d.reason.as_str(), d.redrive_of), (DeadLetterCause::Rejected, "bad order", None));
+    assert_eq!((d.topic.as_str(), d.group.as_str()), ("orders", "billing"));
+    let names: Vec<&str> = d.record.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["trace", "type"]);
+    assert_eq!((d.record.key.as_deref(), d.record.payload.as_slice()), (Some(&b"cust-0"[..]), &b"order-0"[..]));
+}
+
+#[test]
+fn a_store_written_by_the_previous_release_keeps_consuming_and_reopens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_named_fixture(&tmp, "store-v2");
+    let orders = store.open_topic("orders").unwrap();
+    let billing = orders.group("billing", GroupOptions::default()).unwrap();
+    // The retry was persisted with its due time (checked before any poll: the due time is
+    // absolute, so the fixture's retry falls due 30 days after it was made).
+    assert!(billing.retry_now(1).unwrap());
+    let ds = billing.poll(10, Duration::from_millis(200)).unwrap();
+    assert_eq!((offsets(&ds), ds[0].attempt()), (vec![1], 2));
+    billing.ack(&ds[0]).unwrap();
+    assert_eq!(billing.committed(), 8);
+    billing.redrive(0).unwrap();
+    let ds = billing.poll(10, Duration::from_millis(200)).unwrap();
+    assert_eq!((ds.len(), ds[0].offset(), ds[0].redriven_from()), (1, 0, Some(0)));
+    assert_eq!(ds[0].record().payload, b"order-0");
+    billing.ack(&ds[0]).unwrap();
+    orders.publish(tidelog::Record::new(b"order-8")).unwrap();
+    let ds = billing.poll(10, Duration::from_millis(200)).unwrap();
+    assert_eq!(offsets(&ds), [8]);
+    billing.ack(&ds[0]).unwrap();
+    assert_eq!(billing.committed(), 9);
+    // The delivery in flight at the close comes again first, then the events never delivered.
+    let audit = orders.group("audit", GroupOptions::default()).unwrap();
+    let ds = poll_n(&audit, 6);
+    assert_eq!(offsets(&ds), [3, 4, 5, 6, 7, 8]);
+    assert_eq!(ds[0].attempt(), 2);
+    audit.ack_batch(&ds).unwrap();
+    assert_eq!(audit.committed(), 9);
+    billing.close().unwrap();
+    audit.close().unwrap();
+    // Everything reopens where it was.
+    for name in ["billing", "audit"] {
+        let g = orders.group(name, GroupOptions::default()).unwrap();
+        assert_eq!(g.committed(), 9, "{name}");
+        assert!(g.try_poll(10).unwrap().is_empty(), "{name}");
+        g.close().unwrap();
+    }
+    let statuses: Vec<_> = store.dead_letters("orders", "billing").unwrap().iter().map(|d| d.status).collect();
+    assert_eq!(statuses, [DeadLetterStatus::Settled]);
 }
