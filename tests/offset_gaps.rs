@@ -383,7 +383,6 @@ fn a_stale_frame_in_a_sparse_segment_is_rejected() {
 /// A consumer group reads a topic through a cursor: it delivers exactly the events compaction
 /// kept, in order, and its committed position passes the gaps once they are acknowledged.
 #[test]
-#[ignore = "needs the consumer to settle offsets that have no record (it creates a pending entry for every offset up to the one a cursor returns)"]
 fn a_consumer_group_delivers_the_records_kept_and_commits_past_gaps() {
     use tidelog::{GroupOptions, Store, StoreOptions};
     let tmp = tempfile::tempdir().unwrap();

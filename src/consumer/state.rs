@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CorruptionKind, Error, Result};
+use crate::error::CorruptionKind;
 
 /// What a pending delivery refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -88,6 +88,29 @@ impl Entry {
 /// Larger jumps mean damaged state.
 pub(crate) const MAX_GAP: u64 = 1 << 20;
 
+/// A state change that does not fit the state it is applied to: the stored change is
+/// damaged. The state knows no files; whoever applies a stored change knows where it was
+/// stored and reports it there ([`StateError::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StateError {
+    /// The change names topic offset `offset`, more than [`MAX_GAP`] past the cursor.
+    FarPastCursor { offset: u64, cursor: u64 },
+    /// A range of offsets without records that ends where it starts, or before.
+    EmptyRange { from: u64, to: u64 },
+}
+
+impl StateError {
+    /// What is wrong with the stored change.
+    pub(crate) fn kind(self) -> CorruptionKind {
+        match self {
+            StateError::FarPastCursor { .. } => {
+                CorruptionKind::BadField("state change refers to an offset far past the cursor")
+            }
+            StateError::EmptyRange { .. } => CorruptionKind::BadField("range of offsets without records is empty"),
+        }
+    }
+}
+
 /// The state of one consumer group.
 #[derive(Debug, Default)]
 pub(crate) struct GroupState {
@@ -134,17 +157,14 @@ impl GroupState {
     }
 
     /// Make sure `offset` has been looked at: offsets between the cursor and it become
-    /// pending entries (looked at, never delivered: held back before a restart).
-    pub(crate) fn visit(&mut self, offset: u64) -> Result<()> {
+    /// pending entries (looked at, never delivered: held back before a restart). A jump of
+    /// more than [`MAX_GAP`] cannot come from held-back events: the change is damaged.
+    pub(crate) fn visit(&mut self, offset: u64) -> Result<(), StateError> {
         if offset < self.cursor {
             return Ok(());
         }
         if offset - self.cursor > MAX_GAP {
-            return Err(Error::corrupt(
-                "consumer state",
-                offset,
-                CorruptionKind::BadField("state change refers to an offset far past the cursor"),
-            ));
+            return Err(StateError::FarPastCursor { offset, cursor: self.cursor });
         }
         for o in self.cursor..=offset {
             self.entries.insert(ItemId::Topic(o), Entry::new(o));
@@ -152,6 +172,40 @@ impl GroupState {
         }
         self.cursor = offset.saturating_add(1);
         Ok(())
+    }
+
+    /// Topic offsets in `[from, to)` hold no record (compaction removed them): pending
+    /// entries among them are done, and the cursor passes them. Offsets between the cursor
+    /// and `from` were looked at without being recorded (held back by key) and become
+    /// pending, as with [`visit`](GroupState::visit); the range itself creates nothing, so a
+    /// gap of any length costs nothing. Returns the items of keys that became deliverable.
+    pub(crate) fn skip(&mut self, from: u64, to: u64) -> Result<Vec<ItemId>, StateError> {
+        if to <= from {
+            return Err(StateError::EmptyRange { from, to });
+        }
+        if from > self.cursor {
+            self.visit(from - 1)?;
+        }
+        let (_, released) = self.finish_topic_range(from, to);
+        self.cursor = self.cursor.max(to);
+        Ok(released)
+    }
+
+    /// Finish every pending topic entry in `[from, to)`. Returns how many there were and
+    /// the items of their keys that became deliverable.
+    fn finish_topic_range(&mut self, from: u64, to: u64) -> (u64, Vec<ItemId>) {
+        if to <= from {
+            return (0, Vec::new());
+        }
+        let gone: Vec<ItemId> = self.entries.range(ItemId::Topic(from)..ItemId::Topic(to)).map(|(id, _)| *id).collect();
+        let mut released = Vec::new();
+        for id in &gone {
+            if let Some(next) = self.finish(*id) {
+                released.push(next);
+            }
+        }
+        released.retain(|id| self.entries.contains_key(id));
+        (gone.len() as u64, released)
     }
 
     fn unindex(&mut self, id: ItemId) {
@@ -360,21 +414,15 @@ impl GroupState {
     pub(crate) fn lose_before(&mut self, first: u64) -> (u64, Vec<ItemId>) {
         let mut lost = first.saturating_sub(self.cursor);
         self.cursor = self.cursor.max(first);
-        let gone: Vec<ItemId> = self.entries.range(ItemId::Topic(0)..ItemId::Topic(first)).map(|(id, _)| *id).collect();
-        lost += gone.len() as u64;
-        let mut released = Vec::new();
-        for id in gone {
-            if let Some(next) = self.finish(id) {
-                released.push(next);
-            }
-        }
-        released.retain(|id| self.entries.contains_key(id));
+        let (gone, released) = self.finish_topic_range(0, first);
+        lost += gone;
         self.lost_to_retention += lost;
         (lost, released)
     }
 
     /// Topic events at or after the committed position that are not done, given the topic's
-    /// end.
+    /// end. Offsets past the cursor count whether or not compaction left a record there (the
+    /// group has not looked yet).
     pub(crate) fn unconsumed(&self, end: u64) -> u64 {
         let topic_entries = self.entries.range(ItemId::Topic(0)..=ItemId::Topic(u64::MAX)).count() as u64;
         end.saturating_sub(self.cursor) + topic_entries
@@ -446,6 +494,31 @@ mod tests {
         assert_eq!(released, vec![ItemId::Topic(3)]);
         assert_eq!(s.lost_to_retention, 1);
         assert!(s.visit(5 + MAX_GAP).is_err());
+    }
+
+    #[test]
+    fn a_skipped_range_passes_the_cursor_finishes_its_entries_and_creates_none() {
+        let mut s = GroupState::starting_at(10);
+        // A gap far longer than MAX_GAP, proven by the cursor: not damage, and nothing pending.
+        assert_eq!(s.skip(10, 10 + 4 * MAX_GAP), Ok(vec![]));
+        assert_eq!((s.cursor, s.entries.len(), s.committed()), (10 + 4 * MAX_GAP, 0, 10 + 4 * MAX_GAP));
+        let mut s = GroupState::starting_at(0);
+        s.visit(4).unwrap();
+        s.enqueue_key(ItemId::Topic(1), b"k".to_vec());
+        s.enqueue_key(ItemId::Topic(3), b"k".to_vec());
+        // A pending entry whose record was removed is done, releasing the next of its key.
+        assert_eq!(s.skip(1, 2), Ok(vec![ItemId::Topic(3)]));
+        assert_eq!((s.cursor, s.entries.len()), (5, 4));
+        // Offsets between the cursor and the range were held back unrecorded: now pending.
+        assert_eq!(s.skip(8, 20), Ok(vec![]));
+        assert_eq!(s.cursor, 20);
+        assert!((5..8).all(|o| s.entries.contains_key(&ItemId::Topic(o))));
+        assert!(!s.entries.contains_key(&ItemId::Topic(8)));
+        assert_eq!(s.skip(7, 7), Err(StateError::EmptyRange { from: 7, to: 7 }));
+        assert_eq!(
+            s.skip(30 + MAX_GAP, 40 + MAX_GAP),
+            Err(StateError::FarPastCursor { offset: 29 + MAX_GAP, cursor: 20 })
+        );
     }
 
     #[test]

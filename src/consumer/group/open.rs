@@ -113,8 +113,8 @@ impl GroupInner {
         for o in ids {
             let key = match log.read_with(o, |r| r.key().map(<[u8]>::to_vec)) {
                 Ok(k) => k,
-                // Removed by retention since: the next poll accounts for it.
-                Err(Error::OffsetOutOfRange { .. }) => None,
+                // Removed by retention or compaction since: the next poll accounts for it.
+                Err(Error::OffsetOutOfRange { .. } | Error::OffsetCompacted { .. }) => None,
                 Err(e) => return Err(e),
             };
             if let Some(k) = key {
@@ -171,7 +171,7 @@ fn reconcile_dead_letters(
         };
         if unseen {
             if let ItemId::Topic(o) = id {
-                state.visit(o)?;
+                state.visit(o).map_err(|_| Error::Internal("a dead letter's source checked to be in reach is not"))?;
             }
         }
         if state.entries.contains_key(&id) {

@@ -94,6 +94,11 @@ impl GroupInner {
             }
             let record = match self.read_item(core, log, id) {
                 Ok(r) => r,
+                Err(Error::OffsetCompacted { offset, .. }) if id == ItemId::Topic(offset) => {
+                    // Compaction removed its record since it was looked at: nothing to deliver.
+                    self.skip_compacted(core, offset, offset + 1, events)?;
+                    continue;
+                }
                 Err(Error::OffsetOutOfRange { offset, first, .. })
                     if offset < first && matches!(id, ItemId::Topic(_)) =>
                 {
@@ -137,7 +142,14 @@ impl GroupInner {
             let Some((cursor, _)) = core.scan.as_mut() else { break };
             let record = match cursor.next() {
                 Ok(Some(r)) => r.to_owned(),
-                Ok(None) => break,
+                Ok(None) => {
+                    // A cursor steps over gaps, also at the end of what the topic holds.
+                    let passed = cursor.position();
+                    if passed > cursor_pos {
+                        self.skip_compacted(core, cursor_pos, passed, events)?;
+                    }
+                    break;
+                }
                 Err(Error::OffsetOutOfRange { offset, first, .. }) if offset < first => {
                     self.check_retention(core, first, events);
                     continue;
@@ -148,7 +160,12 @@ impl GroupInner {
                 }
             };
             let offset = record.offset;
-            core.state.visit(offset)?;
+            if offset > cursor_pos {
+                // The offsets between hold no record (compaction removed them): one event
+                // records the whole gap, however long.
+                self.skip_compacted(core, cursor_pos, offset, events)?;
+            }
+            core.state.visit(offset).map_err(|_| Error::Internal("a new event is not next to the group's cursor"))?;
             let id = ItemId::Topic(offset);
             if self.opts.order == DeliveryOrder::PerKey {
                 if let Some(k) = &record.key {
@@ -163,6 +180,25 @@ impl GroupInner {
             }
         }
         Ok(())
+    }
+
+    /// Topic offsets in `[from, to)` hold no record (compaction removed them): the group
+    /// passes them, finishing any it had pending, and records so in one event. Returns
+    /// whether an item of a key became deliverable.
+    pub(super) fn skip_compacted(
+        &self,
+        core: &mut Core,
+        from: u64,
+        to: u64,
+        events: &mut Vec<StateEvent>,
+    ) -> Result<bool> {
+        // Never past the cursor: `from` is the cursor or an offset the group looked at.
+        if from > core.state.cursor {
+            return Err(Error::Internal("a gap without records starts past the group's cursor"));
+        }
+        let released = core.state.skip(from, to).map_err(|_| Error::Internal("an empty gap without records"))?;
+        events.push(StateEvent::Skipped { from, to });
+        Ok(!released.is_empty())
     }
 
     pub(super) fn poll(&self, max: usize, timeout: Duration) -> Result<Vec<Delivery>> {

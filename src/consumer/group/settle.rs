@@ -60,7 +60,14 @@ impl GroupInner {
         reason: Option<&str>,
         events: &mut Vec<StateEvent>,
     ) -> Result<bool> {
-        let record = self.read_item(core, log, id)?;
+        let record = match self.read_item(core, log, id) {
+            Ok(r) => r,
+            // Compaction removed its record: there is nothing left to set aside.
+            Err(Error::OffsetCompacted { offset, .. }) if id == ItemId::Topic(offset) => {
+                return self.skip_compacted(core, offset, offset + 1, events);
+            }
+            Err(e) => return Err(e),
+        };
         let now = now_us();
         let Some(e) = core.state.entries.get(&id) else { return Ok(false) };
         let fallback = match cause {

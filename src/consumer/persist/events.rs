@@ -4,12 +4,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::consumer::state::{GroupState, ItemId, Status};
+use crate::consumer::state::{GroupState, ItemId, StateError, Status};
 use crate::error::{Error, Result};
 
-/// Version byte in front of every state-log payload written now. Version 2 adds
-/// `StateEvent` variants; the encoding of the others is unchanged.
-pub(crate) const STATE_EVENT_VERSION: u8 = 2;
+/// Newest version byte in front of a state-log payload. Each version adds `StateEvent`
+/// variants and encodes the others as before; a payload carries the oldest version that has
+/// its variant (version 2 for variants 0 to 9, version 3 for `Skipped`), so that a store in
+/// which nothing needed the newer variants stays readable by the release before.
+pub(crate) const STATE_EVENT_VERSION: u8 = 3;
+/// The version of every variant but the newest.
+const STATE_EVENT_VERSION_2: u8 = 2;
 /// Oldest version still read: written by the first release.
 const STATE_EVENT_VERSION_1: u8 = 1;
 
@@ -40,35 +44,55 @@ pub(crate) enum StateEvent {
     /// The dead-letter record at `dlq_offset` was found at open without its
     /// `DeadLettered` event and finishes no pending item: it is parked.
     DeadLetterFound { dlq_offset: u64 },
+    /// Topic offsets in `[from, to)` hold no record (compaction removed them): pending ones
+    /// are done, and the cursor passes them (version 3).
+    Skipped { from: u64, to: u64 },
 }
 
 impl StateEvent {
+    /// The first version that has this variant.
+    fn version(&self) -> u8 {
+        match self {
+            StateEvent::Start { .. }
+            | StateEvent::Delivered { .. }
+            | StateEvent::Acked { .. }
+            | StateEvent::Nacked { .. }
+            | StateEvent::DeadLettered { .. }
+            | StateEvent::Redriven { .. }
+            | StateEvent::LostToRetention { .. } => STATE_EVENT_VERSION_1,
+            StateEvent::RetryNow { .. } | StateEvent::DeadLetterFormat { .. } | StateEvent::DeadLetterFound { .. } => {
+                STATE_EVENT_VERSION_2
+            }
+            StateEvent::Skipped { .. } => STATE_EVENT_VERSION,
+        }
+    }
+
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
-        let mut out = vec![STATE_EVENT_VERSION];
+        // Variants of version 1 are written as version 2, as the release before did.
+        let mut out = vec![self.version().max(STATE_EVENT_VERSION_2)];
         out.extend_from_slice(&codec::encode(self)?);
         Ok(out)
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<StateEvent> {
-        match bytes.split_first() {
-            Some((&STATE_EVENT_VERSION, rest)) => codec::decode(rest),
-            Some((&STATE_EVENT_VERSION_1, rest)) => match codec::decode(rest)? {
-                ev @ (StateEvent::RetryNow { .. }
-                | StateEvent::DeadLetterFormat { .. }
-                | StateEvent::DeadLetterFound { .. }) => {
-                    Err(Error::Codec(format!("state event {ev:?} does not exist in version 1")))
-                }
-                ev => Ok(ev),
-            },
-            Some((v, _)) => Err(Error::Codec(format!("unknown state event version {v}"))),
-            None => Err(Error::Codec("empty state event".into())),
+        let Some((&version, rest)) = bytes.split_first() else {
+            return Err(Error::Codec("empty state event".into()));
+        };
+        if !(STATE_EVENT_VERSION_1..=STATE_EVENT_VERSION).contains(&version) {
+            return Err(Error::Codec(format!("unknown state event version {version}")));
         }
+        let ev: StateEvent = codec::decode(rest)?;
+        if ev.version() > version {
+            return Err(Error::Codec(format!("state event {ev:?} does not exist in version {version}")));
+        }
+        Ok(ev)
     }
 }
 
 /// Apply one replayed state event. Leases do not survive a restart: whatever was in flight
-/// is due again at once.
-pub(crate) fn apply(state: &mut GroupState, ev: &StateEvent) -> Result<()> {
+/// is due again at once. An event that does not fit the state is damaged: the caller,
+/// who knows where it was stored, reports it there.
+pub(crate) fn apply(state: &mut GroupState, ev: &StateEvent) -> std::result::Result<(), StateError> {
     match ev {
         StateEvent::Start { offset } => {
             if state.entries.is_empty() && state.cursor <= *offset {
@@ -113,11 +137,14 @@ pub(crate) fn apply(state: &mut GroupState, ev: &StateEvent) -> Result<()> {
             state.dead_letter_format_from.get_or_insert(*from);
         }
         StateEvent::DeadLetterFound { dlq_offset } => state.dead_letter_found(*dlq_offset),
+        StateEvent::Skipped { from, to } => {
+            state.skip(*from, *to)?;
+        }
     }
     Ok(())
 }
 
-fn visit(state: &mut GroupState, id: ItemId) -> Result<()> {
+fn visit(state: &mut GroupState, id: ItemId) -> std::result::Result<(), StateError> {
     match id {
         ItemId::Topic(o) => state.visit(o),
         ItemId::Redrive(_) => Ok(()),
@@ -200,6 +227,7 @@ mod tests {
             (StateEvent::RetryNow { id: ItemId::Topic(7) }, "02 07 00 07"),
             (StateEvent::DeadLetterFormat { from: 12 }, "02 08 0c"),
             (StateEvent::DeadLetterFound { dlq_offset: 4 }, "02 09 04"),
+            (StateEvent::Skipped { from: 10, to: 300 }, "03 0a 0a fb 2c 01"),
         ];
         for (ev, bytes) in examples {
             let b = ev.encode().unwrap();
@@ -208,6 +236,31 @@ mod tests {
             let mut v1 = b.clone();
             v1[0] = 1;
             assert_eq!(StateEvent::decode(&v1).is_ok(), b[1] <= 6, "{ev:?}");
+            // Version 2 has every variant but `Skipped`; version 3 has them all.
+            let mut v2 = b.clone();
+            v2[0] = 2;
+            assert_eq!(StateEvent::decode(&v2).is_ok(), b[1] <= 9, "{ev:?}");
+            let mut v3 = b.clone();
+            v3[0] = 3;
+            assert_eq!(StateEvent::decode(&v3).as_ref().ok(), Some(&ev), "{ev:?}");
         }
+        assert!(StateEvent::decode(&[4, 0, 0]).is_err());
+    }
+
+    /// A skipped range, replayed: the cursor passes it and the pending entries in it are
+    /// done; an empty range is damage, reported by the caller where the event is stored.
+    #[test]
+    fn a_skipped_range_replays() {
+        let mut s = GroupState::default();
+        for ev in [
+            StateEvent::Start { offset: 0 },
+            StateEvent::Delivered { id: ItemId::Topic(2), attempt: 1 },
+            StateEvent::Skipped { from: 3, to: 5_000_000 },
+            StateEvent::Skipped { from: 1, to: 2 },
+        ] {
+            apply(&mut s, &ev).unwrap();
+        }
+        assert_eq!((s.cursor, s.committed(), s.entries.len()), (5_000_000, 0, 2));
+        assert!(apply(&mut s, &StateEvent::Skipped { from: 9, to: 9 }).is_err());
     }
 }

@@ -78,7 +78,7 @@ pub(crate) fn replay(state: &mut GroupState, log: &Log, from: u64) -> Result<u64
         let ev = StateEvent::decode(rec.payload()).map_err(|_| {
             Error::corrupt_record(log.dir(), rec.offset(), CorruptionKind::BadField("consumer state event"))
         })?;
-        apply(state, &ev)?;
+        apply(state, &ev).map_err(|e| Error::corrupt_record(log.dir(), rec.offset(), e.kind()))?;
         n += 1;
     }
     Ok(n)
