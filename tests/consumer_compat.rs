@@ -182,3 +182,43 @@ fn a_store_written_by_the_previous_release_keeps_consuming_and_reopens() {
     let statuses: Vec<_> = store.dead_letters("orders", "billing").unwrap().iter().map(|d| d.status).collect();
     assert_eq!(statuses, [DeadLetterStatus::Settled]);
 }
+
+/// The group snapshot of the release before (`snapshot`, `TDLGGRPS`) is migrated when the
+/// group is opened: a snapshot of the projection layer is written under `snapshots/`, and
+/// only once it is durable is the old file removed. An old file found beside a new snapshot
+/// (a crash between the two steps) is superseded by it and removed by the next snapshot.
+#[test]
+fn opening_a_group_of_the_previous_release_migrates_its_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_named_fixture(&tmp, "store-v2");
+    let group_dir = tmp.path().join("store/groups/orders/billing");
+    let old = std::fs::read(group_dir.join("snapshot")).unwrap();
+    assert_eq!(&old[..8], b"TDLGGRPS");
+    let snaps = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(group_dir.join("snapshots"))
+            .map(|rd| rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "snap")).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert!(snaps().is_empty());
+    let orders = store.open_topic("orders").unwrap();
+    let billing = orders.group("billing", GroupOptions::default()).unwrap();
+    assert!(!group_dir.join("snapshot").exists(), "the old snapshot is removed once migrated");
+    let migrated = snaps();
+    assert_eq!(migrated.len(), 1);
+    let info = tidelog::SnapshotDir::read_info(&migrated[0]).unwrap();
+    assert!(info.position > 0 && info.records == info.position, "{info:?}");
+    assert_eq!(billing.committed(), 1);
+    billing.close().unwrap();
+    // As if the removal had not happened before a crash: the new snapshot wins.
+    std::fs::write(group_dir.join("snapshot"), &old).unwrap();
+    let lag = store.group_lag("orders", "billing").unwrap();
+    assert_eq!((lag.live, lag.committed, lag.scheduled_retries, lag.dead_letters), (false, 1, 1, 1));
+    let billing = orders.group("billing", GroupOptions::default()).unwrap();
+    assert_eq!(billing.committed(), 1);
+    assert_eq!(billing.lag().unwrap().scheduled_retries, 1);
+    billing.close().unwrap();
+    assert!(!group_dir.join("snapshot").exists());
+    assert_eq!(snaps().len(), 1);
+}

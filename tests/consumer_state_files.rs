@@ -16,6 +16,17 @@ fn state_segments(dir: &std::path::Path) -> usize {
         .count()
 }
 
+/// The group's one snapshot file (`snapshots/{position:020}.snap`).
+fn snapshot_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let snaps: Vec<_> = std::fs::read_dir(dir.join("groups/t/g/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .collect();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    snaps[0].clone()
+}
+
 #[test]
 fn snapshots_bound_the_state_log_and_reopen_gives_the_same_state() {
     let tmp = tempfile::tempdir().unwrap();
@@ -87,7 +98,7 @@ fn a_damaged_snapshot_is_reported_not_reset() {
         g.ack_batch(&ds[..5]).unwrap();
         g.close().unwrap();
     }
-    let snap = tmp.path().join("groups/t/g/snapshot");
+    let snap = snapshot_file(tmp.path());
     let mut bytes = std::fs::read(&snap).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
@@ -125,8 +136,63 @@ fn a_missing_snapshot_after_compaction_is_reported() {
     let state = Log::open_read_only(tmp.path().join("groups/t/g/state"), Options::default()).unwrap();
     assert!(state.first_offset() > 0, "no state-log segment was ever dropped");
     drop(state);
-    std::fs::remove_file(tmp.path().join("groups/t/g/snapshot")).unwrap();
+    std::fs::remove_file(snapshot_file(tmp.path())).unwrap();
     let store = open_store(tmp.path());
     let err = store.topic("t").unwrap().group("g", quick_group()).unwrap_err();
     assert!(err.is_corruption(), "{err:?}");
+}
+
+/// A projection runner passes over a snapshot it cannot use and starts from an older one or
+/// from the beginning; a group must not (its state log may no longer hold the beginning,
+/// and a silent restart would redeliver or skip events). A snapshot written by another
+/// projection in the group's snapshot directory is reported, located in that file.
+#[test]
+fn a_snapshot_the_group_cannot_use_is_reported_not_passed_over() {
+    struct Other;
+    impl tidelog::Projection for Other {
+        type State = ();
+        fn name(&self) -> &str {
+            "other"
+        }
+        fn fingerprint(&self) -> u64 {
+            1
+        }
+        fn initial(&self) {}
+        fn apply(&self, _: &mut (), _: &tidelog::RecordView<'_>) -> Result<(), tidelog::BoxError> {
+            Ok(())
+        }
+        fn snapshot(&self, _: &(), _: &mut Vec<u8>) -> Result<(), tidelog::BoxError> {
+            Ok(())
+        }
+        fn restore(&self, _: &[u8]) -> Result<(), tidelog::BoxError> {
+            Ok(())
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let store = open_store(tmp.path());
+        let t = store.topic("t").unwrap();
+        let g = t.group("g", quick_group()).unwrap();
+        publish_n(&t, 10, "e");
+        let ds = poll_n(&g, 10);
+        g.ack_batch(&ds[..5]).unwrap();
+        g.close().unwrap();
+    }
+    let snap = snapshot_file(tmp.path());
+    {
+        let state = Log::open(tmp.path().join("groups/t/g/state"), Options::default()).unwrap();
+        let dir = tidelog::SnapshotDir::open(tmp.path().join("groups/t/g/snapshots")).unwrap();
+        let info = dir.save(&state, &Other, &(), state.next_offset(), 0).unwrap();
+        assert_eq!(info.path, snap, "replaces the group's own snapshot");
+        state.close().unwrap();
+    }
+    let store = open_store(tmp.path());
+    match store.topic("t").unwrap().group("g", quick_group()).unwrap_err() {
+        Error::Corruption { location: Location::File { path, .. }, kind } => {
+            assert_eq!(path, snap);
+            assert_eq!(kind, tidelog::CorruptionKind::BadField("projection name"));
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert!(store.group_lag("t", "g").unwrap_err().is_corruption());
 }

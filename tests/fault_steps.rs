@@ -264,7 +264,7 @@ fn a_failure_at_any_step_of_a_group_snapshot_leaves_every_acknowledged_record_an
     };
     let trace = run(None);
     assert!(
-        trace.iter().any(|c| c.op == IoOp::Rename && c.path.ends_with("snapshot")),
+        trace.iter().any(|c| c.op == IoOp::Rename && c.path.extension().is_some_and(|e| e == "snap")),
         "the close writes a snapshot: {:?}",
         trace.iter().map(|c| c.to_string()).collect::<Vec<_>>()
     );

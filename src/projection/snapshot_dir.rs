@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::fs as fsutil;
+use crate::io::storage;
 use crate::io::DirLock;
 use crate::log::Log;
 use crate::projection::snapshot::{self, Coverage, SnapshotInfo};
@@ -112,7 +113,7 @@ impl SnapshotDir {
             let path = entry.at(&dir)?.path();
             if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(TMP_SUFFIX)) {
                 // A write killed before its rename: never a snapshot, safe to drop.
-                fs::remove_file(&path).at(&path)?;
+                storage::remove(&path)?;
                 removed = true;
             }
         }
@@ -200,6 +201,21 @@ impl SnapshotDir {
         position: u64,
         records: u64,
     ) -> Result<SnapshotInfo> {
+        let bytes = SnapshotDir::prepare(log, projection, state, position, records)?;
+        self.write_encoded(log, position, &bytes)
+    }
+
+    /// The first half of [`save`](SnapshotDir::save): check the arguments and encode the
+    /// snapshot file's bytes, without writing anything. An owner that guards its state with
+    /// a lock encodes under it and writes ([`write_encoded`](SnapshotDir::write_encoded))
+    /// after releasing it, so that nobody waits for the snapshot's fsyncs.
+    pub(crate) fn prepare<P: Projection>(
+        log: &Log,
+        projection: &P,
+        state: &P::State,
+        position: u64,
+        records: u64,
+    ) -> Result<Vec<u8>> {
         snapshot::check_name(projection.name())?;
         let next = log.next_offset();
         if position > next {
@@ -219,13 +235,12 @@ impl SnapshotDir {
             offset: position,
             source,
         })?;
-        let bytes = snapshot::encode(
+        Ok(snapshot::encode(
             projection.name(),
             projection.fingerprint(),
             &Coverage { position, records, last },
             &payload,
-        );
-        self.write_encoded(log, position, &bytes)
+        ))
     }
 
     /// Write an encoded snapshot file for `position`: `.tmp`, fsync, rename, directory
@@ -261,7 +276,7 @@ impl SnapshotDir {
         let mut removed = Vec::new();
         for (i, (_, path)) in files.into_iter().enumerate() {
             if i >= upto || !keep[i] {
-                fs::remove_file(&path).at(&path)?;
+                storage::remove(&path)?;
                 removed.push(path);
             }
         }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Core, GroupInner};
 use crate::consumer::options::AckMode;
-use crate::consumer::persist::{self, Snapshot, StateEvent};
+use crate::consumer::persist::{self, StateEvent};
 use crate::error::Result;
 use crate::Record;
 
@@ -87,22 +87,20 @@ impl GroupInner {
 
     /// Caller holds `snapshot_lock`.
     pub(super) fn write_snapshot_locked(&self) -> Result<()> {
-        let (bytes, covers) = {
+        let prepared = {
             let mut core = self.core.lock();
-            let covers = self.state_log.next_offset();
-            let bytes = Snapshot::of(&core.state).to_file_bytes(covers)?;
+            let prepared = persist::prepare(&self.state_log, &core.state)?;
             core.since_snapshot = 0;
-            (bytes, covers)
+            prepared
         };
-        // IMPORTANT: the state log is durable up to `covers` before a snapshot claims it.
-        // Otherwise, after a power loss, the log could end before `covers` and new state
-        // changes would reuse offsets the snapshot says it already holds.
+        // IMPORTANT: the state log is durable up to the snapshot's position before the
+        // snapshot claims it. Otherwise, after a power loss, the log could end before it and
+        // new state changes would reuse offsets the snapshot says it already holds. (Saving
+        // flushes too; flushing here first poisons the group if the flush fails.)
         if let Err(e) = self.state_log.sync() {
             self.poisoned.store(true, Ordering::Release);
             return Err(e);
         }
-        persist::write_snapshot(&self.paths.dir, &bytes)?;
-        self.state_log.remove_segments_before(covers)?;
-        Ok(())
+        persist::save(&self.paths.dir, &self.state_log, &prepared)
     }
 }

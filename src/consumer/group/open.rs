@@ -11,7 +11,7 @@ use crate::consumer::dead_letters;
 use crate::consumer::delivery::Holder;
 use crate::consumer::now_us;
 use crate::consumer::options::{AckMode, DeliveryOrder, GroupOptions, StartFrom};
-use crate::consumer::persist::{self, GroupPaths, StateEvent};
+use crate::consumer::persist::{self, GroupPaths, Source, StateEvent};
 use crate::consumer::state::{GroupState, ItemId, MAX_GAP};
 use crate::error::{Error, Result};
 use crate::store::Topic;
@@ -33,26 +33,20 @@ impl GroupInner {
             None => (0, 0),
         };
         let mut events = Vec::new();
+        let loaded = persist::load(&paths.dir, &state_log)?;
+        let fresh = loaded.source == Source::Nothing && state_log.is_empty() && state_log.first_offset() == 0;
         let mut replayed = 0;
-        let mut state = match persist::read_snapshot(&paths.dir)? {
-            Some((snap, covers)) => {
-                let mut s = snap.into_state();
-                replayed = persist::replay(&mut s, &state_log, covers)?;
-                s
-            }
-            None if state_log.is_empty() && state_log.first_offset() == 0 => {
-                let start = match opts.start {
-                    StartFrom::Earliest => topic_first,
-                    StartFrom::Latest => topic_end,
-                };
-                events.push(StateEvent::Start { offset: start });
-                GroupState::starting_at(start)
-            }
-            None => {
-                let mut s = GroupState::default();
-                replayed = persist::replay(&mut s, &state_log, 0)?;
-                s
-            }
+        let mut state = if fresh {
+            let start = match opts.start {
+                StartFrom::Earliest => topic_first,
+                StartFrom::Latest => topic_end,
+            };
+            events.push(StateEvent::Start { offset: start });
+            GroupState::starting_at(start)
+        } else {
+            let mut s = loaded.state;
+            replayed = persist::replay(&mut s, &state_log, loaded.position)?;
+            s
         };
         let dl_next = reconcile_dead_letters(&paths, &store_opts, &mut state, topic_end, &mut events)?;
         if state.dead_letter_format_from.is_none() {
@@ -83,7 +77,8 @@ impl GroupInner {
                 inner.rebuild_keys(&mut core)?;
             }
             inner.write_events(&mut core, &events)?;
-            core.since_snapshot >= inner.opts.snapshot_every
+            // A group whose snapshot is still the earlier releases' file migrates now.
+            core.since_snapshot >= inner.opts.snapshot_every || loaded.source == Source::Legacy
         };
         // The group's creation and any reconciliation are durable before it is used. Why not
         // always: a group reopened after a clean close has nothing to flush, and opening many

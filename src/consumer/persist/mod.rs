@@ -1,16 +1,22 @@
 //! How a consumer group's state reaches the disk: an internal state log (a tidelog [`Log`]
-//! of [`StateEvent`] records) and a snapshot file that lets old state-log segments go.
-//! The byte-level format is specified in `docs/format.md` ("Store and consumer-group files").
+//! of [`StateEvent`] records) and snapshots that let old state-log segments go. The group's
+//! state is a projection of its state log (`src/projection/`): its snapshots are that
+//! layer's files. The byte-level format is specified in `docs/format.md` ("Store and
+//! consumer-group files").
 //!
-//! Recovery = load the snapshot (if any), then replay the state log from the offset the
-//! snapshot covers. The state log gives checksums, torn-tail repair and group commit; the
-//! snapshot is replaced atomically (tmp, fsync, rename, fsync the directory).
+//! Recovery = load the newest snapshot (if any), then replay the state log from the offset
+//! the snapshot covers. The state log gives checksums, torn-tail repair and group commit; a
+//! snapshot is written atomically (tmp, fsync, rename, fsync the directory).
 //!
-//! [`events`] holds the state log's records and their replay, [`snapshot`] the snapshot
-//! file; this module opens, replays and reads them, and knows where a group's files are.
+//! [`events`] holds the state log's records and their replay, [`projection`] the state as
+//! a projection and its snapshot payload, [`snapshots`] loading and saving snapshots,
+//! [`legacy_snapshot`] the snapshot file of earlier releases (read, then migrated); this
+//! module opens and replays the state log, and knows where a group's files are.
 
 mod events;
-mod snapshot;
+mod legacy_snapshot;
+mod projection;
+mod snapshots;
 
 use std::path::{Path, PathBuf};
 
@@ -22,10 +28,10 @@ use crate::Log;
 use crate::{Durability, Options};
 
 pub(crate) use events::{apply, StateEvent};
-pub(crate) use snapshot::{read_snapshot, write_snapshot, Snapshot};
+pub(crate) use snapshots::{load, prepare, save, Source};
 
-/// Snapshot file name inside the group directory.
-pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
+/// The snapshot file of earlier releases, inside the group directory.
+pub(crate) const LEGACY_SNAPSHOT_FILE: &str = "snapshot";
 /// State-log directory inside the group directory.
 pub(crate) const STATE_DIR: &str = "state";
 /// Dead-letter log directory inside the group directory.
@@ -92,17 +98,27 @@ pub(crate) fn load_view(group_dir: &Path, state_opts: &Options) -> Result<GroupS
     // if the log no longer reaches back to our snapshot, read both again.
     let mut last_err = None;
     for _ in 0..8 {
-        let snap = read_snapshot(group_dir)?;
-        let (mut state, covers) = match snap {
-            Some((s, covers)) => (s.into_state(), covers),
-            None => (GroupState::default(), 0),
-        };
         let log = match Log::open_read_only(&state_dir, state_opts.clone()) {
             Ok(l) => l,
-            Err(Error::NotFound { .. }) => return Ok(state),
+            Err(Error::NotFound { .. }) => return Ok(GroupState::default()),
             Err(e) => return Err(e),
         };
-        match replay(&mut state, &log, covers) {
+        let loaded = match load(group_dir, &log) {
+            Ok(l) => l,
+            // The owner replaced the snapshot meanwhile (and removed the one listed).
+            Err(e @ Error::Corruption { kind: CorruptionKind::MissingData, .. }) => {
+                last_err = Some(e);
+                continue;
+            }
+            Err(e @ Error::Io { .. }) if matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                last_err = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut state = loaded.state;
+        match replay(&mut state, &log, loaded.position) {
             Ok(_) => return Ok(state),
             Err(e @ Error::Corruption { kind: CorruptionKind::MissingData, .. }) => last_err = Some(e),
             Err(e @ Error::OffsetOutOfRange { .. }) => last_err = Some(e),

@@ -1,18 +1,19 @@
-//! The group snapshot file: a group's whole state and the state-log offset it covers,
-//! checksummed and replaced atomically. Layout in `docs/format.md` ("Snapshot file").
+//! The group snapshot file of earlier releases, `snapshot` in the group's directory: a
+//! group's whole state and the state-log offset it covers, checksummed. Read only (a group
+//! whose snapshots are not in the projection layer's files yet is loaded from it, then
+//! migrated); layout in `docs/format.md` ("Snapshot file of earlier releases").
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::SNAPSHOT_FILE;
+use super::projection::{SnapEntry, Snapshot};
+use super::LEGACY_SNAPSHOT_FILE;
 use crate::codec;
-use crate::consumer::state::{Entry, GroupState, ItemId, Status};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::io::fs as fsutil;
 
 pub(crate) const SNAPSHOT_MAGIC: [u8; 8] = *b"TDLGGRPS";
-/// Version written now. Version 2 appends `dead_letter_format_from` to the payload.
+/// Newest version: version 2 appends `dead_letter_format_from` to the payload.
 pub(crate) const SNAPSHOT_VERSION: u32 = 2;
 /// Oldest version still read: written by the first release.
 const SNAPSHOT_VERSION_1: u32 = 1;
@@ -26,32 +27,6 @@ const PAD_AT: usize = CRC_AT + 4;
 /// Bytes before the payload.
 pub(crate) const SNAPSHOT_HEADER_LEN: usize = PAD_AT + 4;
 const _: () = assert!(SNAPSHOT_HEADER_LEN == 40);
-
-/// A pending entry in a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SnapEntry {
-    pub id: ItemId,
-    pub source_offset: u64,
-    pub attempts: u32,
-    /// When the entry is due (0: at once).
-    pub retry_due_us: u64,
-    pub unsettled: bool,
-    pub first_failure_us: u64,
-    pub last_failure_us: u64,
-    pub last_reason: Option<String>,
-}
-
-/// The snapshot payload: a group's whole state (leases are not kept: an event in flight when
-/// the snapshot was taken is due again at once after a restart).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Snapshot {
-    pub cursor: u64,
-    pub lost_to_retention: u64,
-    pub dlq_next: u64,
-    pub parked: Vec<u64>,
-    pub entries: Vec<SnapEntry>,
-    pub dead_letter_format_from: Option<u64>,
-}
 
 /// The snapshot payload of version 1: version 2 without `dead_letter_format_from`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,55 +53,9 @@ impl From<SnapshotV1> for Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn of(state: &GroupState) -> Snapshot {
-        Snapshot {
-            cursor: state.cursor,
-            lost_to_retention: state.lost_to_retention,
-            dlq_next: state.dlq_next,
-            dead_letter_format_from: state.dead_letter_format_from,
-            parked: state.parked.iter().copied().collect(),
-            entries: state
-                .entries
-                .iter()
-                .map(|(id, e)| SnapEntry {
-                    id: *id,
-                    source_offset: e.source_offset,
-                    attempts: e.attempts,
-                    retry_due_us: match e.status {
-                        Status::Scheduled { due_us } => due_us,
-                        Status::InFlight { .. } => 0,
-                        Status::Held => e.retry_due_us,
-                    },
-                    unsettled: e.unsettled || matches!(e.status, Status::InFlight { .. }),
-                    first_failure_us: e.first_failure_us,
-                    last_failure_us: e.last_failure_us,
-                    last_reason: e.last_reason.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    pub(crate) fn into_state(self) -> GroupState {
-        let mut s = GroupState::starting_at(self.cursor);
-        s.lost_to_retention = self.lost_to_retention;
-        s.dlq_next = self.dlq_next;
-        s.dead_letter_format_from = self.dead_letter_format_from;
-        s.parked = self.parked.into_iter().collect();
-        for se in self.entries {
-            let mut e = Entry::new(se.source_offset);
-            e.attempts = se.attempts;
-            e.retry_due_us = se.retry_due_us;
-            e.unsettled = se.unsettled;
-            e.first_failure_us = se.first_failure_us;
-            e.last_failure_us = se.last_failure_us;
-            e.last_reason = se.last_reason;
-            s.entries.insert(se.id, e);
-            s.set_status(se.id, Status::Scheduled { due_us: se.retry_due_us });
-        }
-        s
-    }
-
-    /// The snapshot file: header, then the bincode payload.
+    /// The snapshot file: header, then the bincode payload (as earlier releases wrote it;
+    /// for tests).
+    #[cfg(test)]
     pub(crate) fn to_file_bytes(&self, covers: u64) -> Result<Vec<u8>> {
         let payload = codec::encode(self)?;
         let mut b = vec![0u8; SNAPSHOT_HEADER_LEN];
@@ -191,9 +120,9 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(x)
 }
 
-/// Read the snapshot file of a group directory, if there is one.
-pub(crate) fn read_snapshot(group_dir: &Path) -> Result<Option<(Snapshot, u64)>> {
-    let path = group_dir.join(SNAPSHOT_FILE);
+/// Read the snapshot file of earlier releases in a group directory, if there is one.
+pub(crate) fn read_legacy_snapshot(group_dir: &Path) -> Result<Option<(Snapshot, u64)>> {
+    let path = group_dir.join(LEGACY_SNAPSHOT_FILE);
     match std::fs::read(&path) {
         Ok(b) => Snapshot::from_file_bytes(&path, &b).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -201,15 +130,11 @@ pub(crate) fn read_snapshot(group_dir: &Path) -> Result<Option<(Snapshot, u64)>>
     }
 }
 
-/// Replace the snapshot file atomically.
-pub(crate) fn write_snapshot(group_dir: &Path, bytes: &[u8]) -> Result<()> {
-    fsutil::atomic_write(&group_dir.join(SNAPSHOT_FILE), bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::events::StateEvent;
     use super::*;
+    use crate::consumer::state::{Entry, GroupState, ItemId};
 
     #[test]
     fn snapshot_round_trip_and_damage() {
@@ -255,30 +180,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn large_snapshots_round_trip() {
-        let mut s = GroupState::starting_at(0);
-        s.visit(99_999).unwrap();
-        for o in 0..100_000u64 {
-            if o % 10 == 3 {
-                s.schedule_retry(ItemId::Topic(o), o + 1, o, format!("reason {o}"));
-            } else if o % 10 != 4 {
-                s.finish(ItemId::Topic(o));
-            }
-        }
-        s.parked.extend(0..5000u64);
-        let snap = Snapshot::of(&s);
-        let bytes = snap.to_file_bytes(1).unwrap();
-        let (back, _) = Snapshot::from_file_bytes(Path::new("x"), &bytes).unwrap();
-        assert_eq!(back, snap);
-        assert_eq!(back.entries.len(), 20_000);
-    }
-
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
     }
 
-    /// The example in `docs/format.md` ("Snapshot file").
+    /// The example in `docs/format.md` ("Snapshot file of earlier releases").
     #[test]
     fn the_documented_example_encodes_as_shown() {
         let mut s = GroupState::starting_at(7);
