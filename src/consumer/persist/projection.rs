@@ -155,6 +155,12 @@ impl Snapshot {
 mod tests {
     use super::*;
 
+    /// Fixed: a change would make every group's snapshots foreign, and its open fail.
+    #[test]
+    fn the_name_and_fingerprint_are_the_documented_ones() {
+        assert_eq!((GroupProjection.name(), GroupProjection.fingerprint()), ("consumer-group", 0x3553_c247_2624_965e));
+    }
+
     fn payload(state: &GroupState) -> Vec<u8> {
         let mut out = Vec::new();
         GroupProjection.snapshot(state, &mut out).unwrap();
