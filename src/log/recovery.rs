@@ -871,7 +871,6 @@ fn activate(
         segment::write_active_index_files(&c.id.paths, base, opts.index_interval_bytes, &t.entries)?;
     }
     mw.publish(t.end.pos);
-    let files = segment::open_index_files_for_append(&c.id.paths)?;
     let persisted = t.entries.len();
     let end = t.end;
     let seg = Arc::new(Segment::in_memory(c.id, map, t.entries, end));
@@ -884,7 +883,6 @@ fn activate(
         last_ts,
         since_entry: end.since_entry,
         synced_pos: end.pos,
-        index_files: Arc::new(files),
         index_persisted: persisted,
         must_roll: false,
         clean_mark_on_disk: as_closed,
