@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::Checkpoint;
 use crate::io::{fs as fsutil, storage};
 use crate::log::recovery::CHECKPOINT_FILE;
@@ -196,7 +196,17 @@ impl Inner {
         if entries.len() <= w.index_persisted {
             return Ok(None);
         }
-        let files = segment::open_index_files_for_append(&w.seg.paths)?;
+        let files = match segment::open_index_files_for_append(&w.seg.paths) {
+            Ok(files) => files,
+            // Index files are derived data: one that went missing is written again whole.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let interval = self.opts.index_interval_bytes;
+                segment::write_active_index_files(&w.seg.paths, w.seg.base_offset, interval, &entries)?;
+                w.index_persisted = entries.len();
+                return segment::open_index_files_for_append(&w.seg.paths).map(Some);
+            }
+            Err(e) => return Err(e),
+        };
         let new = &entries[w.index_persisted..];
         segment::append_active_index_entries(&files, &w.seg.paths, w.index_persisted, new)?;
         w.index_persisted = entries.len();
