@@ -224,3 +224,23 @@ fn only_temporary_files_tidelog_names_are_removed() {
     assert!(!dir.join("checkpoint.tmp").exists());
     assert!(!dir.join(format!("{:020}.log.tmp", 999_999)).exists());
 }
+
+/// Regression (found by fuzzing): a cleanly closed log whose active index files were deleted
+/// opened, but its `close` failed with `NotFound` when it wrote index entries. Index files are
+/// derived data: missing ones are written again.
+#[test]
+fn missing_active_index_files_are_written_again() {
+    let (_tmp, dir, n) = five_segments();
+    let last = base_of(segment_files(&dir).last().unwrap());
+    fs::remove_file(dir.join(format!("{last:020}.index"))).unwrap();
+    fs::remove_file(dir.join(format!("{last:020}.timeindex"))).unwrap();
+    let log = Log::open(&dir, opts()).unwrap();
+    assert_eq!(log.next_offset(), n);
+    for i in n..n + 40 {
+        log.append(Record::new(payload(i).as_bytes())).unwrap();
+    }
+    log.close().unwrap();
+    let log = Log::open(&dir, opts()).unwrap();
+    check_readable(&log, n + 40, "after the index files were written again");
+    assert!(dir.join(format!("{last:020}.index")).exists() || log.segments().last().unwrap().base_offset != last);
+}

@@ -81,30 +81,9 @@ pub fn expected_checksum(first: u64, n: u64, payload_len: usize) -> u64 {
     h
 }
 
-/// A small, fast, deterministic generator (splitmix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    /// The next value.
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// A value in `[lo, hi)` (`hi > lo`).
-    #[inline]
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + ((self.next_u64() as u128 * (hi - lo) as u128) >> 64) as u64
-    }
-}
+#[path = "../../tests/support/rng.rs"]
+mod rng;
+pub use rng::Rng;
 
 // ---- appends -----------------------------------------------------------------------------
 

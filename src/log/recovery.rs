@@ -561,17 +561,17 @@ impl Log {
                         // Start again after everything the checkpoint vouched for, so that no
                         // offset it vouched for is ever reused.
                         report.missing = Some(location);
-                        finish_open(dir, opts, read_only, lock, report, Vec::new(), None, Some(c.next_offset), &found)
+                        Opened::empty(read_only, lock, report, Some(c.next_offset), &found).into_log(dir, opts)
                     }
                     Action::ReadOnly => {
                         report.missing = Some(location);
-                        finish_open(dir, opts, true, lock, report, Vec::new(), None, None, &found)
+                        Opened::empty(true, lock, report, None, &found).into_log(dir, opts)
                     }
                     _ => Err(Error::Corruption { location, kind: CorruptionKind::MissingData }),
                 };
             }
             // A new log.
-            return finish_open(dir, opts, read_only, lock, report, Vec::new(), None, Some(0), &found);
+            return Opened::empty(read_only, lock, report, Some(0), &found).into_log(dir, opts);
         }
         // 3. load
         let loaded = load(dir, &opts, &found, !read_only)?;
@@ -773,7 +773,7 @@ impl Log {
             // creating its successor), or a salvage set the damaged ones aside.
             Some(fresh_active_at.unwrap_or_else(|| segs.last().map_or(0, |s| s.next_offset())))
         };
-        finish_with(dir, opts, read_only, lock, report, segs, writer, fresh, follow_state, last_ts)
+        Opened { read_only, lock, report, segs, writer, fresh_at: fresh, follow_state, last_ts }.into_log(dir, opts)
     }
 }
 
@@ -871,7 +871,6 @@ fn activate(
         segment::write_active_index_files(&c.id.paths, base, opts.index_interval_bytes, &t.entries)?;
     }
     mw.publish(t.end.pos);
-    let files = segment::open_index_files_for_append(&c.id.paths)?;
     let persisted = t.entries.len();
     let end = t.end;
     let seg = Arc::new(Segment::in_memory(c.id, map, t.entries, end));
@@ -884,7 +883,6 @@ fn activate(
         last_ts,
         since_entry: end.since_entry,
         synced_pos: end.pos,
-        index_files: Arc::new(files),
         index_persisted: persisted,
         must_roll: false,
         clean_mark_on_disk: as_closed,
@@ -894,79 +892,88 @@ fn activate(
     Ok((seg, writer))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish_open(
-    dir: &Path,
-    opts: Options,
+/// What the stages decided, from which the handle is built.
+struct Opened {
     read_only: bool,
     lock: Option<DirLock>,
     report: OpenReport,
     segs: Vec<Arc<Segment>>,
     writer: Option<Writer>,
-    fresh_at: Option<u64>,
-    found: &Discovered,
-) -> Result<Log> {
-    if !read_only {
-        for tmp in &found.tmp_files {
-            let _ = fs::remove_file(tmp);
-        }
-    }
-    let st = ScanState::at_start(fresh_at.unwrap_or(0));
-    finish_with(dir, opts, read_only, lock, report, segs, writer, fresh_at.filter(|_| !read_only), st, 0)
-}
-
-/// Build the handle; create the active segment if there is none; record the recovered
-/// durable point in the checkpoint before anything new can be written.
-#[allow(clippy::too_many_arguments)]
-fn finish_with(
-    dir: &Path,
-    opts: Options,
-    read_only: bool,
-    lock: Option<DirLock>,
-    report: OpenReport,
-    segs: Vec<Arc<Segment>>,
-    writer: Option<Writer>,
+    /// Create the active segment at this offset (the log has none).
     fresh_at: Option<u64>,
     follow_state: ScanState,
     last_ts: u64,
-) -> Result<Log> {
-    let next_offset = segs.last().map_or(fresh_at.unwrap_or(0), |s| s.next_offset());
-    let inner = Arc::new(Inner {
-        dir: dir.to_path_buf(),
-        opts: opts.clone(),
-        read_only,
-        segments: parking_lot::RwLock::new(Arc::new(segs)),
-        next_offset: AtomicU64::new(next_offset),
-        durable: AtomicU64::new(next_offset),
-        writer: Mutex::new(writer),
-        sync: Mutex::new(SyncState { durable: next_offset, flushing: false, flushed: None }),
-        sync_cv: Condvar::new(),
-        poison: Poison::new(dir),
-        closed: AtomicBool::new(false),
-        tail_lock: Mutex::new(()),
-        tail_cv: Condvar::new(),
-        tail_waiters: AtomicUsize::new(0),
-        ckpt: Mutex::new(CkptState { last: (0, 0), written: false, last_clean: false, at: Instant::now() }),
-        flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
-        follower: Mutex::new(Follower { st: follow_state }),
-        report,
-        lock: Mutex::new(lock),
-    });
-    let log = Log { inner };
-    if let Some(base) = fresh_at {
-        log.inner.create_active_at(base, last_ts)?;
-    }
-    if !log.inner.read_only {
-        let w = log.inner.writer.lock();
-        if let Some(w) = w.as_ref().filter(|w| !w.clean_mark_on_disk) {
-            log.inner.write_checkpoint(w.checkpoint(false))?;
+}
+
+impl Opened {
+    /// A log without segments: a new one (`fresh_at` its first offset), or one whose
+    /// segments are all missing (opened read-only, or salvaged from the checkpoint's end).
+    fn empty(
+        read_only: bool,
+        lock: Option<DirLock>,
+        report: OpenReport,
+        fresh_at: Option<u64>,
+        found: &Discovered,
+    ) -> Opened {
+        if !read_only {
+            for tmp in &found.tmp_files {
+                let _ = fs::remove_file(tmp);
+            }
         }
-        drop(w);
-        if let Durability::Interval(every) = opts.durability {
-            spawn_flusher(Arc::downgrade(&log.inner), log.inner.flusher_stop.clone(), every);
+        Opened {
+            read_only,
+            lock,
+            report,
+            segs: Vec::new(),
+            writer: None,
+            fresh_at: fresh_at.filter(|_| !read_only),
+            follow_state: ScanState::at_start(fresh_at.unwrap_or(0)),
+            last_ts: 0,
         }
     }
-    Ok(log)
+
+    /// Build the handle; create the active segment if there is none; record the recovered
+    /// durable point in the checkpoint before anything new can be written.
+    fn into_log(self, dir: &Path, opts: Options) -> Result<Log> {
+        let Opened { read_only, lock, report, segs, writer, fresh_at, follow_state, last_ts } = self;
+        let next_offset = segs.last().map_or(fresh_at.unwrap_or(0), |s| s.next_offset());
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            opts: opts.clone(),
+            read_only,
+            segments: parking_lot::RwLock::new(Arc::new(segs)),
+            next_offset: AtomicU64::new(next_offset),
+            durable: AtomicU64::new(next_offset),
+            writer: Mutex::new(writer),
+            sync: Mutex::new(SyncState { durable: next_offset, flushing: false, flushed: None }),
+            sync_cv: Condvar::new(),
+            poison: Poison::new(dir),
+            closed: AtomicBool::new(false),
+            tail_lock: Mutex::new(()),
+            tail_cv: Condvar::new(),
+            tail_waiters: AtomicUsize::new(0),
+            ckpt: Mutex::new(CkptState { last: (0, 0), written: false, last_clean: false, at: Instant::now() }),
+            flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
+            follower: Mutex::new(Follower { st: follow_state }),
+            report,
+            lock: Mutex::new(lock),
+        });
+        let log = Log { inner };
+        if let Some(base) = fresh_at {
+            log.inner.create_active_at(base, last_ts)?;
+        }
+        if !log.inner.read_only {
+            let w = log.inner.writer.lock();
+            if let Some(w) = w.as_ref().filter(|w| !w.clean_mark_on_disk) {
+                log.inner.write_checkpoint(w.checkpoint(false))?;
+            }
+            drop(w);
+            if let Durability::Interval(every) = opts.durability {
+                spawn_flusher(Arc::downgrade(&log.inner), log.inner.flusher_stop.clone(), every);
+            }
+        }
+        Ok(log)
+    }
 }
 
 #[cfg(test)]

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::Checkpoint;
 use crate::io::{fs as fsutil, storage};
 use crate::log::recovery::CHECKPOINT_FILE;
 use crate::log::writer::Writer;
 use crate::log::{Inner, Log};
+use crate::segment;
 
 /// How often, at most, a flush also writes a checkpoint (bounding the scan after a crash).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -151,10 +152,10 @@ impl Inner {
             let from = w.synced_pos;
             w.synced_pos = w.pos;
             let ckpt_due = self.ckpt.lock().at.elapsed() >= CHECKPOINT_EVERY;
-            let files = if ckpt_due { Some(self.persist_index(w)?) } else { None };
-            (w.seg.clone(), from, w.pos, w.next_offset, w.last_ts, files)
+            let files = if ckpt_due { self.persist_index(w)? } else { None };
+            (w.seg.clone(), from, w.pos, w.next_offset, w.last_ts, ckpt_due, files)
         };
-        let (seg, from, to, next, last_ts, files) = snapshot;
+        let (seg, from, to, next, last_ts, ckpt_due, files) = snapshot;
         storage::msync(&seg.map, &seg.paths.data, from, to)?;
         let point = Checkpoint {
             clean: false,
@@ -164,9 +165,11 @@ impl Inner {
             last_timestamp_us: last_ts,
         };
         self.poison.durable_at(point);
-        if let Some(files) = files {
-            storage::sync_data(&files.0, &seg.paths.offset_index)?;
-            storage::sync_data(&files.1, &seg.paths.time_index)?;
+        if ckpt_due {
+            if let Some(files) = files {
+                storage::sync_data(&files.0, &seg.paths.offset_index)?;
+                storage::sync_data(&files.1, &seg.paths.time_index)?;
+            }
             self.write_checkpoint(point)?;
         }
         Ok((next, Some(point)))
@@ -183,14 +186,31 @@ impl Inner {
     }
 
     /// Write index entries not yet in the active index files. Caller holds the writer lock.
-    pub(super) fn persist_index(&self, w: &mut Writer) -> Result<Arc<(File, File)>> {
+    /// Returns the files written (for the caller to flush), or `None` if nothing was new.
+    ///
+    /// The files are opened for this write only: a log holds no descriptor for its index
+    /// between checkpoints (at most once a second), which keeps an idle log at one descriptor
+    /// (its writer lock).
+    pub(super) fn persist_index(&self, w: &mut Writer) -> Result<Option<(File, File)>> {
         let entries = w.seg.active_entries();
-        if entries.len() > w.index_persisted {
-            let new = &entries[w.index_persisted..];
-            crate::segment::append_active_index_entries(&w.index_files, &w.seg.paths, w.index_persisted, new)?;
-            w.index_persisted = entries.len();
+        if entries.len() <= w.index_persisted {
+            return Ok(None);
         }
-        Ok(w.index_files.clone())
+        let files = match segment::open_index_files_for_append(&w.seg.paths) {
+            Ok(files) => files,
+            // Index files are derived data: one that went missing is written again whole.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let interval = self.opts.index_interval_bytes;
+                segment::write_active_index_files(&w.seg.paths, w.seg.base_offset, interval, &entries)?;
+                w.index_persisted = entries.len();
+                return segment::open_index_files_for_append(&w.seg.paths).map(Some);
+            }
+            Err(e) => return Err(e),
+        };
+        let new = &entries[w.index_persisted..];
+        segment::append_active_index_entries(&files, &w.seg.paths, w.index_persisted, new)?;
+        w.index_persisted = entries.len();
+        Ok(Some(files))
     }
 
     pub(super) fn write_checkpoint(&self, c: Checkpoint) -> Result<()> {
@@ -249,9 +269,10 @@ impl Inner {
             return Err(self.poison.set("flush at close", e));
         }
         self.poison.durable_at(w.checkpoint(false));
-        let files = self.persist_index(&mut w)?;
-        storage::sync_data(&files.0, &w.seg.paths.offset_index)?;
-        storage::sync_data(&files.1, &w.seg.paths.time_index)?;
+        if let Some(files) = self.persist_index(&mut w)? {
+            storage::sync_data(&files.0, &w.seg.paths.offset_index)?;
+            storage::sync_data(&files.1, &w.seg.paths.time_index)?;
+        }
         self.write_checkpoint(w.checkpoint(true))?;
         let mut s = self.sync.lock();
         self.advance_durable(&mut s, w.next_offset);

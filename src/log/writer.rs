@@ -1,7 +1,6 @@
 //! The single writer: appending (frames written straight into the active segment's map,
 //! then published), rolling to a new segment, sealing a full one, and retention.
 
-use std::fs::File;
 use std::ops::Range;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -26,7 +25,6 @@ pub(super) struct Writer {
     pub(super) last_ts: u64,
     pub(super) since_entry: usize,
     pub(super) synced_pos: usize,
-    pub(super) index_files: Arc<(File, File)>,
     pub(super) index_persisted: usize,
     /// A roll failed after the active segment's index was sealed: no more records may go into
     /// it, every append must roll first.
@@ -313,7 +311,7 @@ impl Inner {
     /// Create segment `base` with `capacity` bytes reserved, and a writer positioned at its
     /// first record.
     pub(super) fn new_active(&self, base: u64, capacity: usize, last_ts: u64) -> Result<Writer> {
-        let (seg, mw, files) = Segment::create(&self.dir, base, now_us(), capacity)?;
+        let (seg, mw) = Segment::create(&self.dir, base, now_us(), capacity)?;
         Ok(Writer {
             seg: Arc::new(seg),
             mw,
@@ -323,7 +321,6 @@ impl Inner {
             last_ts,
             since_entry: 0,
             synced_pos: SEGMENT_HEADER_LEN,
-            index_files: Arc::new(files),
             index_persisted: 0,
             must_roll: false,
             clean_mark_on_disk: false,

@@ -108,20 +108,13 @@ impl Segment {
     }
 
     /// Create segment `base` (atomically, with `capacity` bytes reserved) and map it for
-    /// writing. Returns the segment, the unique writer of its map, and its active index
-    /// files opened for appending.
-    pub fn create(
-        dir: &Path,
-        base: u64,
-        created_us: u64,
-        capacity: usize,
-    ) -> Result<(Segment, MapWriter, (File, File))> {
+    /// writing. Returns the segment and the unique writer of its map.
+    pub fn create(dir: &Path, base: u64, created_us: u64, capacity: usize) -> Result<(Segment, MapWriter)> {
         let file = create_segment_file(dir, base, created_us, capacity as u64)?;
         let paths = SegmentPaths::new(dir, base);
         let (map, mw) = SegmentMap::map_rw(&file, capacity, SEGMENT_HEADER_LEN).at(&paths.data)?;
-        let files = open_index_files_for_append(&paths)?;
         let id = SegmentId { base_offset: base, created_us, paths, sparse: None };
-        Ok((Segment::in_memory(id, map, Vec::new(), ScanState::at_start(base)), mw, files))
+        Ok((Segment::in_memory(id, map, Vec::new(), ScanState::at_start(base)), mw))
     }
 
     /// This segment's identity.

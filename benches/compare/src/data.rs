@@ -19,30 +19,7 @@ pub struct Event<'a> {
     pub payload: &'a [u8],
 }
 
-/// `splitmix64`: a tiny, good-enough generator for payload positions and read offsets.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator with this seed.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    /// The next 64 random bits.
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[0, n)` (n > 0; the modulo bias is irrelevant here).
-    #[inline]
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
+pub use crate::rng::Rng;
 
 /// A pool of random (incompressible) bytes that payloads are sliced from, so that no store
 /// gains from compression (fjall compresses blocks with lz4 by default).

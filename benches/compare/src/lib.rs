@@ -7,6 +7,8 @@ pub mod bench;
 pub mod data;
 pub mod machine;
 pub mod report;
+#[path = "../../../tests/support/rng.rs"]
+mod rng;
 pub mod stores;
 pub mod svg;
 
