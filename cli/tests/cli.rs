@@ -814,3 +814,33 @@ fn info_shows_the_segments_before_a_zero_length_middle_segment() {
     assert_eq!(v["intact"], false);
     assert_eq!(v["records"], base);
 }
+
+/// The demo folds per-account balances with a projection that writes snapshots: a restart
+/// replays only the records after the newest snapshot, and a balance as of an earlier offset
+/// starts from the nearest snapshot at or before it.
+#[test]
+fn demo_rebuilds_balances_with_a_projection_restarts_from_a_snapshot_and_answers_as_of_an_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let v = json(&["demo", "--dir", path_str(&dir), "--events", "20000"], 0);
+    let p = &v["projection"];
+    let events = v["events"].as_u64().unwrap();
+    assert_eq!(p["records_without_snapshot"], events, "{p}");
+    assert!(p["snapshots"].as_u64().unwrap() >= 2, "{p}");
+    let snap = p["snapshot_position"].as_u64().expect("the restart used a snapshot");
+    assert!(snap > 0 && snap < events, "{p}");
+    assert_eq!(p["records_with_snapshot"], events - snap, "the restart replays only what follows it");
+
+    let a = &p["as_of"];
+    let offset = a["offset"].as_u64().unwrap();
+    assert!(offset < events, "{a}");
+    let from = a["snapshot_position"].as_u64().expect("a snapshot at or before the offset");
+    assert!(from <= offset, "{a}");
+    assert_eq!(a["records_replayed"], offset - from, "{a}");
+    assert!(a["account"].as_str().unwrap().starts_with("acct-"), "{a}");
+    assert!(dir.join("balances").is_dir());
+
+    let out = stdout(&tidelog(&["demo", "--dir", path_str(&dir), "--events", "20000"]));
+    assert!(out.contains("  project  balances as a projection: rebuilt from 20,008 records"), "{out}");
+    assert!(out.contains("replayed") && out.contains("as of offset"), "{out}");
+}
