@@ -36,6 +36,10 @@
 //! at-least-once delivery with leases, acks in any order, persisted retries, dead letters and
 //! redrive, per-key ordering, lag and retention; see `docs/consumers.md`.
 //!
+//! A [`Projection`] folds a log into state; a [`ProjectionRunner`] keeps it current and writes
+//! snapshots, so that a restart replays only what follows the newest one, and [`state_as_of`]
+//! gives the state as of an older offset.
+//!
 //! The byte-level format is specified in `docs/format.md`, the durability contract in
 //! `docs/durability.md`, and how data flows between writer and readers in
 //! `docs/architecture.md`.
