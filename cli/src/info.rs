@@ -58,10 +58,11 @@ struct Report {
     bytes_on_disk: u64,
     first_time: Option<String>,
     last_time: Option<String>,
-    /// Damage the open stopped at (the log is shown up to it).
-    damage: Option<DamageRow>,
-    /// Records no segment file holds.
-    missing: Option<MissingRow>,
+    /// Damage the open stopped at (the log is shown up to it): none or one, a list as in
+    /// `verify`.
+    damage: Vec<DamageRow>,
+    /// Records no segment file holds: none or one range, a list as in `verify`.
+    missing: Vec<MissingRow>,
     segments: Vec<SegmentRow>,
 }
 
@@ -166,10 +167,10 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         bytes_on_disk: disk::allocated_bytes(&args.dir).map_err(CliError::io(&args.dir))?,
         first_time: segments.iter().find_map(|s| s.first_time.clone()),
         last_time: segments.iter().rev().find_map(|s| s.last_time.clone()),
-        damage: open.damage.as_ref().map(|(f, p)| DamageRow { file: f.display().to_string(), position: *p }),
+        damage: open.damage.iter().map(|(f, p)| DamageRow { file: f.display().to_string(), position: *p }).collect(),
         missing: match &open.missing {
-            Some(Location::Log { dir, offset }) => Some(MissingRow { log: dir.display().to_string(), offset: *offset }),
-            _ => None,
+            Some(Location::Log { dir, offset }) => vec![MissingRow { log: dir.display().to_string(), offset: *offset }],
+            _ => Vec::new(),
         },
         segments,
     };
@@ -204,10 +205,10 @@ fn print_human(out: &mut impl Write, r: &Report) -> CliResult {
         None => writeln!(out, "  last writer closed the log cleanly")?,
         Some(why) => writeln!(out, "  {why}")?,
     }
-    if let Some(d) = &r.damage {
+    for d in &r.damage {
         writeln!(out, "  damage in {} at byte {}: the log is shown up to it", d.file, d.position)?;
     }
-    if let Some(m) = &r.missing {
+    for m in &r.missing {
         writeln!(out, "  records missing from offset {} on: no segment file holds them", m.offset)?;
     }
     writeln!(out)?;

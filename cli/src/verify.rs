@@ -209,7 +209,7 @@ fn print_human(out: &mut impl Write, r: &Report, elapsed: std::time::Duration, u
     }
     for m in &r.missing {
         writeln!(out)?;
-        writeln!(out, "  missing records (no segment file holds them):")?;
+        writeln!(out, "missing records (no segment file holds them):")?;
         render::fields(out, "  ", &[("log", m.log.clone()), ("offset", format!("{} (the first missing)", m.offset))])?;
     }
     if let Some(t) = &r.torn_tail {

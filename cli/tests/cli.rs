@@ -758,7 +758,7 @@ fn verify_and_info_report_a_deleted_last_segment_as_missing_records() {
 
     let v = json(&["info", path_str(&dir)], 1);
     assert_eq!(v["next_offset"], base);
-    assert_eq!(v["missing"]["offset"], base);
+    assert_eq!(v["missing"][0]["offset"], base);
     let out = stdout(&tidelog(&["info", path_str(&dir)]));
     assert!(out.contains(&format!("records missing from offset {base} on")), "{out}");
 }
@@ -786,7 +786,7 @@ fn info_verify_and_dump_show_what_precedes_a_damaged_segment_header() {
     assert_eq!(v["opened"], "read_only_up_to_damage");
     assert_eq!((v["first_offset"].as_u64(), v["next_offset"].as_u64()), (Some(0), Some(base)));
     assert_eq!(v["records"], base);
-    assert_eq!(v["damage"]["file"], path_str(&file));
+    assert_eq!(v["damage"][0]["file"], path_str(&file));
     let v = json(&["verify", path_str(&dir)], 1);
     assert_eq!(v["records"], base);
     assert_eq!(v["damage"][0]["file"], path_str(&file));
