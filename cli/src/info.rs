@@ -42,6 +42,10 @@ struct SegmentRow {
 #[derive(Debug, Serialize)]
 struct Report {
     dir: String,
+    /// How the log was opened; after a damaged open, the open's located error (see
+    /// `Inspected::json_fields`).
+    #[serde(flatten)]
+    open: serde_json::Value,
     closed_cleanly: bool,
     /// `clean`, or why not: `not_closed` (a writer has it open or stopped without closing),
     /// `checkpoint_missing`, `checkpoint_damaged`.
@@ -156,6 +160,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     let unclean = (!clean).then(|| Unclean::of(log));
     let report = Report {
         dir: args.dir.display().to_string(),
+        open: inspected.json_fields(),
         closed_cleanly: clean,
         shutdown: unclean.map_or("clean", Unclean::name),
         shutdown_detail: unclean.map(Unclean::describe),
@@ -176,7 +181,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     };
     let mut out = io::stdout().lock();
     if ctx.json {
-        render::print_json(&mut out, &render::merged(&report, inspected.json_fields())?)?;
+        render::print_json(&mut out, &report)?;
     } else {
         inspected.warn();
         print_human(&mut out, &report)?;

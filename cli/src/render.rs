@@ -274,15 +274,6 @@ pub fn fields(out: &mut impl Write, indent: &str, fields: &[(&str, String)]) -> 
     Ok(())
 }
 
-/// `value` (a JSON object) with every field of `extra` (a JSON object) added.
-pub fn merged(value: &impl Serialize, extra: Value) -> CliResult<Value> {
-    let mut v = serde_json::to_value(value).map_err(|e| CliError::Output(e.into()))?;
-    if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
-        obj.extend(more);
-    }
-    Ok(v)
-}
-
 /// Write `value` as pretty JSON followed by a newline.
 pub fn print_json(out: &mut impl Write, value: &impl Serialize) -> CliResult {
     serde_json::to_writer_pretty(&mut *out, value).map_err(|e| CliError::Output(e.into()))?;

@@ -61,6 +61,10 @@ struct TornTailRow {
 #[derive(Debug, Serialize)]
 struct Report {
     dir: String,
+    /// How the log was opened; after a damaged open, the open's located error (see
+    /// `Inspected::json_fields`).
+    #[serde(flatten)]
+    open: serde_json::Value,
     /// No record is damaged or missing (a torn tail or an index to rebuild does not count).
     intact: bool,
     segments: u64,
@@ -122,6 +126,7 @@ fn report(dir: &str, log: &Log, inspected: &Inspected, v: &VerifyReport, elapsed
     });
     Report {
         dir: dir.to_owned(),
+        open: inspected.json_fields(),
         intact: v.is_intact() && inspected.damaged_open.is_none() && damage.is_empty(),
         segments: v.segments,
         records: v.records,
@@ -148,7 +153,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     let report = report(&args.dir.display().to_string(), log, &inspected, &v, elapsed.as_secs_f64());
     let mut out = io::stdout().lock();
     if ctx.json {
-        render::print_json(&mut out, &render::merged(&report, inspected.json_fields())?)?;
+        render::print_json(&mut out, &report)?;
     } else {
         inspected.warn();
         print_human(&mut out, &report, elapsed, inspected.damaged_open.is_some())?;
