@@ -36,6 +36,10 @@
 //! at-least-once delivery with leases, acks in any order, persisted retries, dead letters and
 //! redrive, per-key ordering, lag and retention; see `docs/consumers.md`.
 //!
+//! A [`Projection`] folds a log into state; a [`ProjectionRunner`] keeps it current and writes
+//! snapshots, so that a restart replays only what follows the newest one, and [`state_as_of`]
+//! gives the state as of an older offset.
+//!
 //! The byte-level format is specified in `docs/format.md`, the durability contract in
 //! `docs/durability.md`, and how data flows between writer and readers in
 //! `docs/architecture.md`.
@@ -66,7 +70,7 @@ pub use crate::error::{CorruptionKind, Error, Location, Result};
 pub use crate::format::frame::RECORD_HEADER_LEN;
 pub use crate::format::segment_header::SEGMENT_HEADER_LEN;
 pub use crate::format::FORMAT_VERSION;
-pub use crate::log::{Cursor, Damage, Iter, Log, OpenReport, SegmentInfo, VerifyReport};
+pub use crate::log::{Cursor, Damage, Iter, Log, OpenReport, SegmentInfo, TornTail, VerifyReport};
 pub use crate::options::{Durability, Options, RecoveryMode, MAX_SEGMENT_BYTES};
 pub use crate::projection::{
     fingerprint_of, load_snapshot, state_as_of, BoxError, Projection, ProjectionHandle, ProjectionRunner, Queried,

@@ -58,10 +58,14 @@ fn assert_view(got: &RecordView<'_>, offset: u64, want: &Want, ctx: &str) {
 
 // ---- the file layout, read independently of the library ---------------------------------
 
-/// The checkpoint's (segment base, position), parsed from its documented layout.
+/// The checkpoint's (segment base, position), parsed from its documented layout: one 64-byte
+/// slot (format version 1) or two, of which the one with the higher sequence (at 48) is
+/// current.
 fn checkpoint_position(dir: &Path) -> Option<(u64, u64)> {
     let b = fs::read(dir.join("checkpoint")).ok()?;
-    (b.len() == 64 && &b[..8] == b"TDLGCKP\0").then(|| (le_u64(&b, 16), le_u64(&b, 24)))
+    let slots: Vec<&[u8]> = b.chunks(64).filter(|s| s.len() == 64 && &s[..8] == b"TDLGCKP\0").collect();
+    let current = slots.into_iter().max_by_key(|s| le_u64(s, 48))?;
+    Some((le_u64(current, 16), le_u64(current, 24)))
 }
 
 fn base_of(path: &Path) -> u64 {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tidelog::RecordView;
 
 use crate::error::{CliError, CliResult};
-use crate::locate::open_log;
+use crate::locate::open_log_for_inspection;
 use crate::progress;
 use crate::render::{self, plural, PayloadFormat, RecordRef, RecordStyle};
 use crate::time::parse_time;
@@ -90,9 +90,17 @@ fn matches(rec: &RecordView<'_>, args: &Args) -> bool {
 }
 
 /// Run `tidelog dump`.
+///
+/// When damage stops the default open, the log is opened read-only up to the damage: the
+/// records before it are printed, with a note on stderr (or the open's error in the JSON
+/// document), and the exit code is 1.
 pub fn run(ctx: Ctx, args: &Args) -> CliResult {
-    let log = open_log(&args.dir)?;
-    let (start, end) = range(&log, args)?;
+    let inspected = open_log_for_inspection(&args.dir)?;
+    let log = &inspected.log;
+    if !ctx.json {
+        inspected.warn();
+    }
+    let (start, end) = range(log, args)?;
     let stdout = io::stdout();
     let stdout_is_tty = stdout.is_terminal();
     let mut out = BufWriter::new(stdout.lock());
@@ -150,14 +158,16 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
 
     if ctx.json {
         write!(out, "\n],\"scanned\":{scanned},\"matched\":{matched}")?;
-        if let Some(e) = &failure {
+        let opened = if inspected.damaged_open.is_some() { "read_only_up_to_damage" } else { "default" };
+        write!(out, ",\"opened\":\"{opened}\"")?;
+        if let Some(e) = failure.as_ref().or(inspected.damaged_open.as_ref()) {
             write!(out, ",\"error\":{}", e.to_json())?;
         }
         writeln!(out, "}}")?;
         out.flush()?;
         return match failure {
             Some(e) => Err(CliError::Reported(e.exit_code())),
-            None => Ok(()),
+            None => inspected.result(),
         };
     }
     if let Some(e) = failure {
@@ -171,5 +181,5 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         plural(scanned, "record")
     )?;
     out.flush()?;
-    Ok(())
+    inspected.result()
 }

@@ -4,12 +4,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use serde::Serialize;
-use tidelog::SegmentInfo;
+use tidelog::{Location, Log, SegmentInfo};
 
-use crate::checkpoint;
 use crate::disk;
 use crate::error::{CliError, CliResult};
-use crate::locate::open_log;
+use crate::locate::open_log_for_inspection;
 use crate::render::{self, count, plural, size};
 use crate::time::format_time_us;
 use crate::Ctx;
@@ -43,9 +42,13 @@ struct SegmentRow {
 #[derive(Debug, Serialize)]
 struct Report {
     dir: String,
+    /// How the log was opened; after a damaged open, the open's located error (see
+    /// `Inspected::json_fields`).
+    #[serde(flatten)]
+    open: serde_json::Value,
     closed_cleanly: bool,
     /// `clean`, or why not: `not_closed` (a writer has it open or stopped without closing),
-    /// `checkpoint_missing`, `checkpoint_unreadable`, `checkpoint_damaged`.
+    /// `checkpoint_missing`, `checkpoint_damaged`.
     shutdown: &'static str,
     /// The details of `shutdown` for humans (`None` after a clean shutdown).
     shutdown_detail: Option<String>,
@@ -59,7 +62,73 @@ struct Report {
     bytes_on_disk: u64,
     first_time: Option<String>,
     last_time: Option<String>,
+    /// Damage the open stopped at (the log is shown up to it): none or one, a list as in
+    /// `verify`.
+    damage: Vec<DamageRow>,
+    /// Records no segment file holds: none or one range, a list as in `verify`.
+    missing: Vec<MissingRow>,
     segments: Vec<SegmentRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct DamageRow {
+    file: String,
+    position: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct MissingRow {
+    log: String,
+    /// The first offset missing.
+    offset: u64,
+}
+
+/// Why the last writer did not close the log cleanly, as far as the open report tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unclean {
+    /// A valid checkpoint without the clean mark: a writer has the log open, or stopped
+    /// without closing it (a crash, a kill).
+    WriterOpenOrCrashed,
+    /// There is no checkpoint file.
+    Missing,
+    /// The checkpoint file is present but not a valid checkpoint.
+    Damaged,
+}
+
+impl Unclean {
+    /// What the open report says, and whether the checkpoint file (named in `docs/format.md`)
+    /// exists: a log without one is read like one whose checkpoint has no clean mark.
+    fn of(log: &Log) -> Unclean {
+        if log.open_report().checkpoint_unreadable {
+            Unclean::Damaged
+        } else if log.dir().join("checkpoint").exists() {
+            Unclean::WriterOpenOrCrashed
+        } else {
+            Unclean::Missing
+        }
+    }
+
+    /// A stable machine-readable name.
+    fn name(self) -> &'static str {
+        match self {
+            Unclean::WriterOpenOrCrashed => "not_closed",
+            Unclean::Missing => "checkpoint_missing",
+            Unclean::Damaged => "checkpoint_damaged",
+        }
+    }
+
+    /// A sentence for humans.
+    fn describe(self) -> String {
+        const NEXT: &str = "the next writer validates the last segment";
+        match self {
+            Unclean::WriterOpenOrCrashed => "last writer is still open or did not close cleanly".to_owned(),
+            Unclean::Missing => format!("no checkpoint file: the last writer did not close the log cleanly ({NEXT})"),
+            Unclean::Damaged => format!(
+                "the checkpoint file is damaged (not a valid checkpoint): whether the last writer closed cleanly \
+                 is unknown ({NEXT})"
+            ),
+        }
+    }
 }
 
 fn row(s: &SegmentInfo) -> SegmentRow {
@@ -83,15 +152,18 @@ fn row(s: &SegmentInfo) -> SegmentRow {
 
 /// Run `tidelog info`.
 pub fn run(ctx: Ctx, args: &Args) -> CliResult {
-    let log = open_log(&args.dir)?;
+    let inspected = open_log_for_inspection(&args.dir)?;
+    let log = &inspected.log;
     let segments: Vec<SegmentRow> = log.segments().iter().map(row).collect();
-    let clean = log.open_report().clean_shutdown;
-    let unclean = (!clean).then(|| checkpoint::why_unclean(&args.dir));
+    let open = log.open_report();
+    let clean = open.clean_shutdown;
+    let unclean = (!clean).then(|| Unclean::of(log));
     let report = Report {
         dir: args.dir.display().to_string(),
+        open: inspected.json_fields(),
         closed_cleanly: clean,
-        shutdown: unclean.as_ref().map_or("clean", checkpoint::Unclean::name),
-        shutdown_detail: unclean.as_ref().map(checkpoint::Unclean::describe),
+        shutdown: unclean.map_or("clean", Unclean::name),
+        shutdown_detail: unclean.map(Unclean::describe),
         first_offset: log.first_offset(),
         next_offset: log.next_offset(),
         records: segments.iter().map(|s| s.records).sum(),
@@ -100,13 +172,21 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         bytes_on_disk: disk::allocated_bytes(&args.dir).map_err(CliError::io(&args.dir))?,
         first_time: segments.iter().find_map(|s| s.first_time.clone()),
         last_time: segments.iter().rev().find_map(|s| s.last_time.clone()),
+        damage: open.damage.iter().map(|(f, p)| DamageRow { file: f.display().to_string(), position: *p }).collect(),
+        missing: match &open.missing {
+            Some(Location::Log { dir, offset }) => vec![MissingRow { log: dir.display().to_string(), offset: *offset }],
+            _ => Vec::new(),
+        },
         segments,
     };
     let mut out = io::stdout().lock();
     if ctx.json {
-        return render::print_json(&mut out, &report);
+        render::print_json(&mut out, &report)?;
+    } else {
+        inspected.warn();
+        print_human(&mut out, &report)?;
     }
-    print_human(&mut out, &report)
+    inspected.result()
 }
 
 fn print_human(out: &mut impl Write, r: &Report) -> CliResult {
@@ -129,6 +209,12 @@ fn print_human(out: &mut impl Write, r: &Report) -> CliResult {
     match &r.shutdown_detail {
         None => writeln!(out, "  last writer closed the log cleanly")?,
         Some(why) => writeln!(out, "  {why}")?,
+    }
+    for d in &r.damage {
+        writeln!(out, "  damage in {} at byte {}: the log is shown up to it", d.file, d.position)?;
+    }
+    for m in &r.missing {
+        writeln!(out, "  records missing from offset {} on: no segment file holds them", m.offset)?;
     }
     writeln!(out)?;
     let file_w = r.segments.iter().map(|s| s.file.len()).max().unwrap_or(0).max("file".len());

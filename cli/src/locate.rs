@@ -3,11 +3,14 @@
 //! expected, or the reverse), the error says so and which command reads it; a missing topic
 //! or group is one error, the same from every command.
 
+use std::io::{self, Write};
 use std::path::Path;
 
-use tidelog::{Log, Options, Store, StoreOptions, Topic};
+use serde_json::{json, Value};
 
-use crate::error::{CliError, CliResult};
+use tidelog::{Log, Options, RecoveryMode, Store, StoreOptions, Topic};
+
+use crate::error::{CliError, CliResult, EXIT_DAMAGE};
 
 /// At most this many names are listed in an error.
 const NAMES_SHOWN: usize = 5;
@@ -46,6 +49,71 @@ pub fn open_log(dir: &Path) -> CliResult<Log> {
             )))
         }
         Err(e) => Err(CliError::Log { doing, error: e }),
+    }
+}
+
+/// A log opened for inspection (`info`, `verify`, `dump`).
+pub struct Inspected {
+    /// The log: whole, or (when `damaged_open` is set) read-only up to the damage.
+    pub log: Log,
+    /// Why the default open failed (a located `Corruption`), when the log was then opened
+    /// with [`RecoveryMode::ReadOnlyUpToDamage`] to show what is readable.
+    pub damaged_open: Option<CliError>,
+}
+
+/// Open the log in `dir` read-only for inspection. When damage stops the default open, the
+/// log is opened again with [`RecoveryMode::ReadOnlyUpToDamage`] (read-only: nothing is
+/// repaired), so that what precedes the damage can be shown; `damaged_open` then holds the
+/// located error. Any other failure, or a second failure, is the default open's error.
+pub fn open_log_for_inspection(dir: &Path) -> CliResult<Inspected> {
+    match open_log(dir) {
+        Ok(log) => Ok(Inspected { log, damaged_open: None }),
+        Err(e @ CliError::Log { error: tidelog::Error::Corruption { .. }, .. }) => {
+            let opts = Options::default().recovery(RecoveryMode::ReadOnlyUpToDamage);
+            match Log::open_read_only(dir, opts) {
+                Ok(log) => Ok(Inspected { log, damaged_open: Some(e) }),
+                Err(_) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Inspected {
+    /// Human output: say on stderr why the default open failed (the located error) and that
+    /// what follows was opened read-only up to the damage.
+    pub fn warn(&self) {
+        if let Some(e) = &self.damaged_open {
+            // Nothing sensible is left to do if stderr fails.
+            let mut err = io::stderr().lock();
+            let _ = writeln!(err, "tidelog: error: {e}");
+            let _ = writeln!(
+                err,
+                "tidelog: opened read-only up to the damage instead (nothing was repaired): showing what is readable"
+            );
+        }
+    }
+
+    /// JSON fields for the command's report: `opened` (`default` or `read_only_up_to_damage`)
+    /// and, after a damaged open, the located error's fields (`error`, `file` and `position`
+    /// or `log` and `offset`, `corruption`, ...), as in any error document.
+    pub fn json_fields(&self) -> Value {
+        match &self.damaged_open {
+            None => json!({ "opened": "default" }),
+            Some(e) => {
+                let mut v = e.to_json();
+                v["opened"] = json!("read_only_up_to_damage");
+                v
+            }
+        }
+    }
+
+    /// The command's result once its report is printed: exit 1 after a damaged open.
+    pub fn result(&self) -> CliResult {
+        match self.damaged_open {
+            Some(_) => Err(CliError::Reported(EXIT_DAMAGE)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! Exit codes: 0 success, 1 damage found (or a read-back check failed), 2 usage or I/O error.
 
 mod bench;
-mod checkpoint;
 mod consumers;
 mod demo;
 mod disk;
@@ -57,7 +56,8 @@ enum Command {
     Info(info::Args),
     /// Print records, filtered by offset, time, key and headers.
     Dump(dump::Args),
-    /// Check every record's checksum and framing; exit 1 if anything is damaged.
+    /// Check every record and index entry: report damage (with its extent), missing records, a
+    /// torn tail and index files to rebuild; exit 1 if a record is damaged or missing.
     Verify(verify::Args),
     /// Measure append, replay and read throughput in a temporary directory.
     Bench(bench::Args),

@@ -264,6 +264,16 @@ pub fn record_json(r: &RecordRef<'_>, style: RecordStyle) -> Value {
     })
 }
 
+/// Labelled values, one per line, the labels aligned after `indent`: `  file      /x/y`. The
+/// labels are the field names of the same object in the command's JSON output.
+pub fn fields(out: &mut impl Write, indent: &str, fields: &[(&str, String)]) -> CliResult {
+    let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (name, value) in fields {
+        writeln!(out, "{indent}{name:<width$}  {value}")?;
+    }
+    Ok(())
+}
+
 /// Write `value` as pretty JSON followed by a newline.
 pub fn print_json(out: &mut impl Write, value: &impl Serialize) -> CliResult {
     serde_json::to_writer_pretty(&mut *out, value).map_err(|e| CliError::Output(e.into()))?;
@@ -298,6 +308,13 @@ mod tests {
         assert_eq!(plural(0, "segment"), "0 segments");
         assert_eq!(plural(1, "segment"), "1 segment");
         assert_eq!(plural(1_024, "record"), "1,024 records");
+    }
+
+    #[test]
+    fn fields_align_their_labels() {
+        let mut out = Vec::new();
+        fields(&mut out, "  ", &[("file", "a".to_owned()), ("position", "byte 8".to_owned())]).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "  file      a\n  position  byte 8\n");
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::segment::Segment;
 
 pub use cursor::{Cursor, Iter};
 pub use report::{OpenReport, SegmentInfo};
-pub use verify::{Damage, VerifyReport};
+pub use verify::{Damage, TornTail, VerifyReport};
 
 use follower::Follower;
 use sync::{CkptState, SyncState};

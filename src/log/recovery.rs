@@ -114,7 +114,9 @@ impl CheckpointState {
 fn read_checkpoint(dir: &Path) -> Result<CheckpointState> {
     let path = dir.join(CHECKPOINT_FILE);
     match fs::read(&path) {
-        Ok(b) => Ok(Checkpoint::decode(&b).map_or(CheckpointState::Unreadable, CheckpointState::Valid)),
+        Ok(b) => {
+            Ok(Checkpoint::decode_file(&b).map_or(CheckpointState::Unreadable, |(c, _)| CheckpointState::Valid(c)))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CheckpointState::Missing),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -952,7 +954,13 @@ impl Opened {
             tail_lock: Mutex::new(()),
             tail_cv: Condvar::new(),
             tail_waiters: AtomicUsize::new(0),
-            ckpt: Mutex::new(CkptState { last: (0, 0), written: false, last_clean: false, at: Instant::now() }),
+            ckpt: Mutex::new(CkptState {
+                last: (0, 0),
+                written: false,
+                last_clean: false,
+                sequence: None,
+                at: Instant::now(),
+            }),
             flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
             follower: Mutex::new(Follower { st: follow_state }),
             report,

@@ -1,14 +1,15 @@
 //! Durability: group commit (`flush_to`), the flush itself, index persistence, the
 //! checkpoint, the background flusher of `Durability::Interval`, and closing.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
+use crate::format::checkpoint::CHECKPOINT_LEN;
 use crate::format::Checkpoint;
 use crate::io::{fs as fsutil, storage};
 use crate::log::recovery::CHECKPOINT_FILE;
@@ -41,6 +42,9 @@ pub(super) struct CkptState {
     /// Whether `last` was written by this handle, and whether it carried the clean mark.
     pub(super) written: bool,
     pub(super) last_clean: bool,
+    /// The sequence of the slot this handle last wrote; `None` until it has written the
+    /// checkpoint file whole once (after which slots are overwritten in place).
+    pub(super) sequence: Option<u64>,
     pub(super) at: Instant,
 }
 
@@ -221,7 +225,26 @@ impl Inner {
         if !c.clean && (key < cs.last || (key == cs.last && cs.written && !cs.last_clean)) {
             return Ok(());
         }
-        fsutil::atomic_write(&self.dir.join(CHECKPOINT_FILE), &c.encode())?;
+        let path = self.dir.join(CHECKPOINT_FILE);
+        match cs.sequence {
+            // IMPORTANT: overwrite the older slot only; the newer one stays valid if this
+            // write is torn.
+            Some(seq) => {
+                let next = seq + 1;
+                let at = (next % 2) * CHECKPOINT_LEN as u64;
+                // Opening changes nothing, so it does not go through the storage seam.
+                let file = OpenOptions::new().write(true).open(&path).at(&path)?;
+                storage::write_all_at(&file, &path, &c.encode_slot(next), at)?;
+                storage::sync_data(&file, &path)?;
+                cs.sequence = Some(next);
+            }
+            // The first write of this handle lays the two-slot file down atomically (the file
+            // may be missing, of format version 1, or damaged).
+            None => {
+                fsutil::atomic_write(&path, &c.encode_file())?;
+                cs.sequence = Some(1);
+            }
+        }
         // A checkpoint claims only what is on stable storage.
         self.poison.durable_at(c);
         cs.last = key;

@@ -2,7 +2,7 @@
 //!
 //! The demo writes a marker file, [`MARKER`], into its directory before anything else. A
 //! later run reuses a directory only if it is absent, empty, or holds that marker and nothing
-//! but what the demo puts there ([`LEDGER`], [`STORE`]); it then removes those and starts
+//! but what the demo puts there ([`LEDGER`], [`STORE`], [`BALANCES`]); it then removes those and starts
 //! over. Any other directory is refused, even one that holds nothing but a tidelog log: the
 //! demo cannot tell a log it wrote from one somebody cares about without the marker.
 
@@ -20,9 +20,11 @@ pub const MARKER: &str = ".tidelog-demo";
 pub const LEDGER: &str = "ledger";
 /// The store with a topic, consumer groups and a dead letter, inside the demo directory.
 pub const STORE: &str = "store";
+/// The snapshots of the balances projection, inside the demo directory.
+pub const BALANCES: &str = "balances";
 
 const MARKER_TEXT: &str = "This directory was created by `tidelog demo`, which deletes and rewrites its \
-                           `ledger` and `store` on the next run. Remove this file to keep them.\n";
+                           `ledger`, `store` and `balances` on the next run. Remove this file to keep them.\n";
 
 /// Where the demo writes.
 pub struct DemoDir {
@@ -39,6 +41,11 @@ impl DemoDir {
     /// The store's directory.
     pub fn store(&self) -> PathBuf {
         self.root.join(STORE)
+    }
+
+    /// The directory of the balances projection's snapshots.
+    pub fn balances(&self) -> PathBuf {
+        self.root.join(BALANCES)
     }
 }
 
@@ -102,14 +109,17 @@ pub fn prepare(dir: &Path) -> CliResult<DemoDir> {
                         ),
                     ));
                 }
-                let foreign: Vec<&str> =
-                    names.iter().map(String::as_str).filter(|n| ![MARKER, LEDGER, STORE].contains(n)).collect();
+                let foreign: Vec<&str> = names
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| ![MARKER, LEDGER, STORE, BALANCES].contains(n))
+                    .collect();
                 if !foreign.is_empty() {
                     return Err(refuse(dir, format!("besides the demo's files it holds {}", foreign.join(", "))));
                 }
                 let demo = DemoDir { root: dir.to_path_buf() };
                 check_not_in_use(&demo.ledger())?;
-                for part in [demo.ledger(), demo.store()] {
+                for part in [demo.ledger(), demo.store(), demo.balances()] {
                     match fs::remove_dir_all(&part) {
                         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(CliError::io(&part)(e)),
                         _ => {}

@@ -75,33 +75,37 @@ impl Ledger {
 
     /// Apply one event as a consumer would, from its key, `type` header and payload.
     pub(super) fn apply(&mut self, key: &[u8], kind: &[u8], payload: &[u8]) -> Result<(), String> {
-        let account =
-            || parse_account(key).ok_or_else(|| format!("bad account key {:?}", String::from_utf8_lossy(key)));
-        let amount = || parse_amount(payload).ok_or_else(|| "payload without amount_cents".to_owned());
+        if let Some((account, cents)) = balance_change(key, kind, payload)? {
+            self.balances[account] += cents;
+        }
         match kind {
-            b"deposit" => {
-                self.balances[account()?] += amount()?;
-                self.deposits += 1;
-            }
-            b"withdrawal" => {
-                self.balances[account()?] -= amount()?;
-                self.withdrawals += 1;
-            }
-            b"payment" => {
-                self.balances[account()?] -= amount()?;
-                self.payments += 1;
-            }
+            b"deposit" => self.deposits += 1,
+            b"withdrawal" => self.withdrawals += 1,
+            b"payment" => self.payments += 1,
             b"order_placed" => self.orders_placed += 1,
             b"order_confirmed" => self.orders_confirmed += 1,
-            b"order_rejected" => self.orders_rejected += 1,
-            other => return Err(format!("unknown event type {:?}", String::from_utf8_lossy(other))),
+            // `order_rejected`: `balance_change` refused every other kind.
+            _ => self.orders_rejected += 1,
         }
         Ok(())
     }
 }
 
+/// What one event does to a balance, from its key, `type` header and payload: the account
+/// and the signed amount in cents for money events, `None` for order events.
+pub(super) fn balance_change(key: &[u8], kind: &[u8], payload: &[u8]) -> Result<Option<(usize, i64)>, String> {
+    let account = || parse_account(key).ok_or_else(|| format!("bad account key {:?}", String::from_utf8_lossy(key)));
+    let amount = || parse_amount(payload).ok_or_else(|| "payload without amount_cents".to_owned());
+    match kind {
+        b"deposit" => Ok(Some((account()?, amount()?))),
+        b"withdrawal" | b"payment" => Ok(Some((account()?, -amount()?))),
+        b"order_placed" | b"order_confirmed" | b"order_rejected" => Ok(None),
+        other => Err(format!("unknown event type {:?}", String::from_utf8_lossy(other))),
+    }
+}
+
 /// `acct-004217` -> 4217.
-fn parse_account(key: &[u8]) -> Option<usize> {
+pub(super) fn parse_account(key: &[u8]) -> Option<usize> {
     let digits = key.strip_prefix(b"acct-")?;
     let n = std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?;
     (n < ACCOUNTS).then_some(n)

@@ -2,15 +2,18 @@
 //! stream (single appends and atomic batches), replays it with a zero-copy cursor and checks
 //! every balance and the content digest against what was written, looks an event up by time,
 //! follows the tail while another thread appends, then closes and reopens (a clean reopen
-//! scans nothing). Then it builds a store with a topic, two consumer groups and a dead
+//! scans nothing). It folds per-account balances with a projection that writes snapshots,
+//! restarts it from the newest snapshot and asks for a balance as of an earlier offset. Then
+//! it builds a store with a topic, two consumer groups and a dead
 //! letter, and prints the commands that explore both.
 //!
-//! Layout of `--dir`: the marker `.tidelog-demo`, the log `ledger/`, the store `store/`
-//! (see `dir.rs` for what the demo may delete).
+//! Layout of `--dir`: the marker `.tidelog-demo`, the log `ledger/`, the projection's
+//! snapshots `balances/`, the store `store/` (see `dir.rs` for what the demo may delete).
 
 mod dir;
 mod follow;
 mod ledger;
+mod project;
 mod store;
 
 use std::io::{self, Write};
@@ -115,6 +118,7 @@ struct Summary {
     tail: Vec<TailEvent>,
     close_seconds: f64,
     reopen: Reopen,
+    projection: project::ProjectionSummary,
     store: store::StoreSummary,
 }
 
@@ -329,9 +333,18 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     }
     let segments = log.segments();
     let ledger_bytes = segments.iter().map(|s| s.bytes).sum();
+
+    // 6. Balances as a projection with snapshots; a restart; a balance as of an earlier offset.
+    if human {
+        print_reopen(&mut out, close_time, &reopen)?;
+    }
+    let projection = project::run(&log, &demo.balances(), written, &gen.expected.balances, lookup.offset)?;
+    if human {
+        projection.print(&mut out)?;
+    }
     log.close().map_err(CliError::log("closing"))?;
 
-    // 6. A store to explore with tail, consumers and dlq.
+    // 7. A store to explore with tail, consumers and dlq.
     let store_dir = demo.store();
     let store = store::build(&store_dir)?;
 
@@ -353,21 +366,13 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         tail,
         close_seconds: close_time.as_secs_f64(),
         reopen,
+        projection,
         store,
     };
 
     if ctx.json {
         return render::print_json(&mut out, &summary);
     }
-    let r = &summary.reopen;
-    writeln!(
-        out,
-        "  reopen   closed in {}; reopened in {}: {}, scanned {}",
-        render::duration(close_time),
-        render::duration(reopen_time),
-        if r.clean_shutdown { "clean shutdown" } else { "recovered after an unclean shutdown" },
-        plural(r.scanned_bytes, "byte")
-    )?;
     let s = &summary.store;
     writeln!(
         out,
@@ -417,6 +422,19 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     )?;
     writeln!(out)?;
     print_next_steps(&mut out, &demo)?;
+    Ok(())
+}
+
+fn print_reopen(out: &mut impl Write, close_time: Duration, r: &Reopen) -> CliResult {
+    writeln!(
+        out,
+        "  reopen   closed in {}; reopened in {}: {}, scanned {}",
+        render::duration(close_time),
+        render::duration(Duration::from_secs_f64(r.seconds)),
+        if r.clean_shutdown { "clean shutdown" } else { "recovered after an unclean shutdown" },
+        plural(r.scanned_bytes, "byte")
+    )?;
+    out.flush()?;
     Ok(())
 }
 
