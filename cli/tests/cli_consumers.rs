@@ -225,12 +225,12 @@ fn stderr(o: &Output) -> String {
 fn consumers_lists_the_healthy_groups_and_a_located_error_for_a_damaged_one() {
     let tmp = tempfile::tempdir().unwrap();
     drop(fixture(tmp.path()));
-    // Damage every file of billing's group directory (its state snapshot).
-    let group_dir = tmp.path().join("groups/orders/billing");
+    // Damage billing's state snapshot (`snapshots/*.snap` in its group directory).
+    let group_dir = tmp.path().join("groups/orders/billing/snapshots");
     let mut damaged = Vec::new();
     for e in std::fs::read_dir(&group_dir).unwrap() {
         let path = e.unwrap().path();
-        if path.is_file() {
+        if path.extension().is_some_and(|x| x == "snap") {
             std::fs::write(&path, b"not a snapshot").unwrap();
             damaged.push(path);
         }
