@@ -23,8 +23,6 @@ pub(crate) mod registry;
 pub(crate) mod retention;
 pub(crate) mod state;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 pub use dead_letters::{DeadLetter, DeadLetterCause, DeadLetterStatus, MAX_REASON_BYTES};
 pub use delivery::Delivery;
 pub use group::Group;
@@ -32,6 +30,4 @@ pub use lag::GroupLag;
 pub use options::{AckMode, Backoff, DeliveryOrder, GroupOptions, StartFrom, MAX_RETRY_DELAY};
 pub use retention::{RetentionPolicy, RetentionReport};
 
-fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
+use crate::time::now_us;

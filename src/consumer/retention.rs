@@ -3,7 +3,7 @@
 //! over a size or an age limit. A group that loses events to retention skips them and
 //! reports them in [`crate::GroupLag::lost_to_retention`].
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::store::{Store, Topic};
@@ -106,7 +106,7 @@ impl Topic {
             }
         }
         if let Some(age) = policy.max_age {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+            let now = crate::time::now_us();
             let oldest_kept = now.saturating_sub(age.as_micros().min(u64::MAX as u128) as u64);
             for s in &sealed {
                 if s.max_timestamp_us >= oldest_kept {

@@ -61,6 +61,20 @@ impl Log {
         self.inner.checkpoint_flushed()
     }
 
+    /// Flush every record appended so far to stable storage, like [`Log::sync`], but without
+    /// writing a checkpoint for it: one device flush instead of two. The records are as
+    /// durable; what is lost is the proof that lets the next open tell damage to them (from the
+    /// media, after the flush) from a torn write, until a later frame's durable mark or the
+    /// next checkpoint (at most a second later in `Interval` mode, at the next `sync` or
+    /// `close`) vouches for them. For the engine's own logs whose owners tolerate that: a
+    /// consumer group's state log (delivery is at least once).
+    pub(crate) fn flush(&self) -> Result<()> {
+        if self.inner.read_only {
+            return Ok(());
+        }
+        self.inner.flush_to(self.next_offset())
+    }
+
     /// Flush, persist indexes, write a clean-shutdown checkpoint and release the writer lock's
     /// hold on appends. Every clone of this handle is closed. Reads keep working.
     pub fn close(self) -> Result<()> {

@@ -37,7 +37,7 @@ impl GroupInner {
     /// snapshot when due.
     pub(super) fn finish(&self, out: Outcome) -> Result<()> {
         if out.sync && self.opts.ack_mode == AckMode::Durable {
-            if let Err(e) = self.state_log.sync() {
+            if let Err(e) = self.state_log.flush() {
                 self.poisoned.store(true, Ordering::Release);
                 return Err(e);
             }
@@ -97,7 +97,7 @@ impl GroupInner {
         // snapshot claims it. Otherwise, after a power loss, the log could end before it and
         // new state changes would reuse offsets the snapshot says it already holds. (Saving
         // flushes too; flushing here first poisons the group if the flush fails.)
-        if let Err(e) = self.state_log.sync() {
+        if let Err(e) = self.state_log.flush() {
             self.poisoned.store(true, Ordering::Release);
             return Err(e);
         }

@@ -269,7 +269,7 @@ impl Group {
 
     /// Flush every state change so far to stable storage (useful in [`crate::AckMode::Periodic`]).
     pub fn sync(&self) -> Result<()> {
-        self.inner.state_log.sync()
+        self.inner.state_log.flush()
     }
 
     /// Snapshot the state, close the state log and release the group's lock. Every clone of

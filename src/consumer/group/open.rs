@@ -84,7 +84,7 @@ impl GroupInner {
         // always: a group reopened after a clean close has nothing to flush, and opening many
         // groups should not cost a flush each (nor a snapshot, written when due and at close).
         if !events.is_empty() {
-            inner.state_log.sync()?;
+            inner.state_log.flush()?;
         }
         if snapshot_due {
             inner.snapshot_now()?;
