@@ -54,6 +54,7 @@ mod projection;
 mod record;
 mod segment;
 mod store;
+mod stream;
 #[doc(hidden)]
 pub mod testing;
 mod time;
@@ -75,6 +76,7 @@ pub use crate::projection::{
 };
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
+pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
 
 /// Decode the record frame at `pos` in `bytes`, as recovery and readers do. Exposed for
 /// fuzzing and tools: returns the record or a classified error, and never panics.

@@ -6,6 +6,7 @@
 //! | `recovery`  | opening: discovery, validation, the recovery decision                |
 //! | `rewind`    | opening after a poisoned writer: back to its last durable point      |
 //! | `writer`    | append, roll, seal, retention                                        |
+//! | `stream`    | streams: reads by key, append with expected version and event ids    |
 //! | `sync`      | group commit, flush, checkpoint, background flusher, close           |
 //! | `read`      | reads by offset and time, segment facts                              |
 //! | `cursor`    | forward cursors and iterators                                        |
@@ -26,6 +27,7 @@ mod read;
 mod recovery;
 mod report;
 mod rewind;
+mod stream;
 mod sync;
 mod verify;
 mod writer;

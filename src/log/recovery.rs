@@ -130,7 +130,8 @@ fn is_own_tmp(name: &str) -> bool {
     }
     // Files of a segment rewrite that never got installed end in `.compact.tmp`.
     let stem = stem.strip_suffix(".compact").unwrap_or(stem);
-    let digits = ["log", "index", "timeindex"].iter().find_map(|ext| stem.strip_suffix(ext)?.strip_suffix('.'));
+    let digits =
+        ["log", "index", "timeindex", "keyindex"].iter().find_map(|ext| stem.strip_suffix(ext)?.strip_suffix('.'));
     digits.is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -1010,6 +1011,7 @@ mod tests {
             "00000000000000000042.log.tmp",
             "00000000000000000000.index.tmp",
             "00000000000000000007.timeindex.tmp",
+            "00000000000000000007.keyindex.tmp",
         ] {
             assert!(is_own_tmp(own), "{own}");
         }

@@ -1,0 +1,234 @@
+//! Streams: reading the events of one key and appending to it with an expected version and
+//! event ids, through the segments' key indexes (`segment::keys`). See
+//! `docs/event-sourcing.md`.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::index::key_hash;
+use crate::io::fs as fsutil;
+use crate::log::{Inner, Log};
+use crate::options::Durability;
+use crate::record::Record;
+use crate::segment::{self, SealInfo, Segment};
+use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
+
+/// Where one event of a stream is: its segment (index in the list read) and the record.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    seg: usize,
+    offset: u64,
+    pos: usize,
+}
+
+/// The events of one stream found in one reading of the segment list.
+struct Found {
+    segs: Arc<Vec<Arc<Segment>>>,
+    events: Vec<At>,
+}
+
+impl Found {
+    fn event(&self, version: usize) -> Result<StreamEvent> {
+        let at = self.events[version];
+        let (rec, _) = self.segs[at.seg].decode_at(at.pos, at.offset)?;
+        Ok(StreamEvent { version: version as u64, record: rec.to_owned() })
+    }
+
+    fn event_id(&self, at: At) -> Result<Option<Vec<u8>>> {
+        let (rec, _) = self.segs[at.seg].decode_at(at.pos, at.offset)?;
+        Ok(rec.header(EVENT_ID_HEADER).map(<[u8]>::to_vec))
+    }
+}
+
+impl Log {
+    /// The version of the stream `key`: the number of its events in the log (0 if it has
+    /// none). Served by the key indexes, without scanning the log.
+    pub fn stream_version(&self, key: &[u8]) -> Result<u64> {
+        Ok(self.find_stream_to_read(key)?.events.len() as u64)
+    }
+
+    /// Up to `max` events of the stream `key`, from version `from` on, oldest first.
+    pub fn read_stream(&self, key: &[u8], from: u64, max: usize) -> Result<Vec<StreamEvent>> {
+        let found = self.find_stream_to_read(key)?;
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(found.events.len());
+        (start..found.events.len()).take(max).map(|v| found.event(v)).collect()
+    }
+
+    /// Up to `max` events of the stream `key`, newest first.
+    pub fn read_stream_backward(&self, key: &[u8], max: usize) -> Result<Vec<StreamEvent>> {
+        let found = self.find_stream_to_read(key)?;
+        (0..found.events.len()).rev().take(max).map(|v| found.event(v)).collect()
+    }
+
+    /// Append `records` to the stream `key` if the stream's version meets `expected`, as one
+    /// atomic step under the writer lock: on a mismatch nothing is written and the error
+    /// ([`Error::WrongExpectedVersion`]) carries the key, the expectation and the version.
+    ///
+    /// Every record must carry `key` (the batch is atomic, like [`Log::append_batch`]).
+    /// Records may carry an event id in the header [`EVENT_ID_HEADER`]: if every id of the
+    /// batch is already in the stream, in the same order and at consecutive offsets (a retried
+    /// append), nothing is written and the original offsets are returned, whatever
+    /// `expected` says. A batch of which only some ids are in the stream is refused
+    /// ([`Error::InvalidEvent`]).
+    pub fn append_to_stream(
+        &self,
+        key: &[u8],
+        expected: ExpectedVersion,
+        records: &[Record<'_>],
+    ) -> Result<Range<u64>> {
+        let ids = check_stream_batch(key, records)?;
+        let inner = &self.inner;
+        let total = inner.batch_bytes(records)?;
+        let g = inner.writer.lock();
+        let found = self.find_stream(key)?;
+        inner.write_rebuilt_key_indexes(&found.segs);
+        if !ids.is_empty() {
+            if let Some(original) = find_retried(&found, &ids)? {
+                drop(g);
+                if inner.opts.durability == Durability::Always {
+                    inner.flush_to(original.end)?;
+                }
+                return Ok(original);
+            }
+        }
+        let actual = found.events.len() as u64;
+        if !expected.accepts(actual) {
+            return Err(Error::WrongExpectedVersion { key: key.to_vec(), expected, actual });
+        }
+        let range = inner.append_locked(g, records, total)?;
+        if inner.opts.durability == Durability::Always {
+            inner.flush_to(range.end)?;
+        }
+        Ok(range)
+    }
+
+    /// The committed events of stream `key`, in offset order, each record's key checked.
+    fn find_stream(&self, key: &[u8]) -> Result<Found> {
+        if self.inner.read_only {
+            self.refresh()?;
+        }
+        let next = self.next_offset();
+        let segs = self.inner.segments.read().clone();
+        let hash = key_hash(key);
+        let mut events = Vec::new();
+        for (i, seg) in segs.iter().enumerate() {
+            let mut rebuilt = false;
+            loop {
+                let start = events.len();
+                match stream_events_in(seg, i, hash, key, next, &mut events) {
+                    Ok(()) => break,
+                    // A candidate that does not validate: the key index is wrong (damaged, or
+                    // for other records). Build it again from the records, once.
+                    Err(e) if e.is_corruption() && !rebuilt => {
+                        events.truncate(start);
+                        seg.rebuild_keys()?;
+                        rebuilt = true;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Found { segs, events })
+    }
+
+    /// [`Log::find_stream`] for a read: a writer then writes the key index files it had to
+    /// build (taking the writer lock, which an append holds already).
+    fn find_stream_to_read(&self, key: &[u8]) -> Result<Found> {
+        let found = self.find_stream(key)?;
+        if !self.inner.read_only && found.segs.iter().any(|s| s.has_unwritten_key_index()) {
+            let _g = self.inner.writer.lock();
+            self.inner.write_rebuilt_key_indexes(&found.segs);
+        }
+        Ok(found)
+    }
+}
+
+/// The events of segment `seg` (number `i`) whose key is `key`, below `next`.
+fn stream_events_in(seg: &Segment, i: usize, hash: u64, key: &[u8], next: u64, out: &mut Vec<At>) -> Result<()> {
+    for (offset, pos) in seg.key_candidates(hash)? {
+        if offset >= next {
+            break;
+        }
+        let (rec, _) = seg.decode_at(pos, offset)?;
+        if rec.key() == Some(key) {
+            out.push(At { seg: i, offset, pos });
+        }
+    }
+    Ok(())
+}
+
+/// Check a stream batch; returns its event ids (empty if no record carries one).
+fn check_stream_batch(key: &[u8], records: &[Record<'_>]) -> Result<Vec<Vec<u8>>> {
+    let bad = |index, reason| Err(Error::InvalidEvent { index, reason });
+    let mut ids: Vec<Vec<u8>> = Vec::new();
+    for (index, r) in records.iter().enumerate() {
+        if r.key != Some(key) {
+            return bad(index, "every record of a stream append must carry the stream's key");
+        }
+        let mut own = r.headers.iter().filter(|h| h.name == EVENT_ID_HEADER);
+        match (own.next(), own.next()) {
+            (Some(_), Some(_)) => return bad(index, "the event-id header appears more than once"),
+            (Some(h), None) if h.value.is_empty() => return bad(index, "an event id must not be empty"),
+            (Some(h), None) if ids.iter().any(|i| i == h.value) => {
+                return bad(index, "the same event id appears twice in the batch")
+            }
+            (Some(h), None) => ids.push(h.value.to_vec()),
+            (None, _) => {}
+        }
+        if !ids.is_empty() && ids.len() != index + 1 {
+            return bad(index, "either every record of the batch carries an event id or none does");
+        }
+    }
+    Ok(ids)
+}
+
+/// If every id of the batch is in the stream, at consecutive offsets in the batch's order:
+/// their offsets. An error if only some are.
+fn find_retried(found: &Found, ids: &[Vec<u8>]) -> Result<Option<Range<u64>>> {
+    let mut in_stream: HashMap<Vec<u8>, u64> = HashMap::new();
+    for &at in &found.events {
+        if let Some(id) = found.event_id(at)? {
+            in_stream.insert(id, at.offset);
+        }
+    }
+    let offsets: Vec<Option<u64>> = ids.iter().map(|id| in_stream.get(id).copied()).collect();
+    if offsets.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let first = offsets[0];
+    let same_batch = first.is_some_and(|f| offsets.iter().enumerate().all(|(i, o)| *o == Some(f + i as u64)));
+    match (first, same_batch) {
+        (Some(f), true) => Ok(Some(f..f + ids.len() as u64)),
+        _ => {
+            let index = offsets.iter().position(|o| o.is_some() != first.is_some()).unwrap_or(0);
+            Err(Error::InvalidEvent {
+                index,
+                reason: "some event ids of the batch are in the stream and some are not, or in another order",
+            })
+        }
+    }
+}
+
+impl Inner {
+    /// Write the key index files that were built in memory because the file was missing or
+    /// damaged (a segment written by older code, for instance). The caller holds the writer
+    /// lock, so retention cannot remove a segment meanwhile. Best effort: the files are
+    /// derived data, and a key index that could not be written is served from memory.
+    fn write_rebuilt_key_indexes(&self, segs: &[Arc<Segment>]) {
+        let current = self.segments.read().clone();
+        let mut wrote = false;
+        for seg in segs.iter().filter(|s| current.iter().any(|c| Arc::ptr_eq(c, s))) {
+            let Some(entries) = seg.unwritten_key_index() else { continue };
+            let info = SealInfo { end_pos: seg.end_pos() as u64, next_offset: seg.next_offset(), max_ts: seg.max_ts() };
+            if segment::write_key_index_file(&seg.paths, seg.base_offset, &entries, info).is_ok() {
+                seg.key_index_written();
+                wrote = true;
+            }
+        }
+        if wrote {
+            let _ = fsutil::fsync_dir(&self.dir);
+        }
+    }
+}

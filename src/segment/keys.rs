@@ -1,0 +1,212 @@
+//! A segment's key index: where the records carrying a key with a given hash are.
+//!
+//! * A segment indexed in memory (the active one, or one whose sealed index files are
+//!   missing) keeps a map from key hash to records, brought up to date by the first key
+//!   lookup after appends: it reads only the records published since the previous lookup.
+//!   The append path does nothing for it.
+//! * A sealed segment's key index is the file `{base:020}.keyindex` (the generic index file,
+//!   `format::index`, kind `KEY_INDEX`), written when the segment is sealed. It is opened on
+//!   the first lookup and used only if its header matches the segment and the checksum of
+//!   its entries matches; otherwise (a segment written by older code, a damaged or stale
+//!   file) the entries are built from the segment's records, in memory, and the log's writer
+//!   writes the file again.
+//!
+//! Entries are candidates: the caller checks each record's actual key, so a hash collision
+//! or a wrong entry never changes a result.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+
+use parking_lot::Mutex;
+
+use crate::error::Result;
+use crate::format::index::{key_hash, IndexEntryCodec, KeyEntry, INDEX_HEADER_LEN};
+use crate::format::SEGMENT_HEADER_LEN;
+use crate::io::fs as fsutil;
+use crate::io::storage;
+use crate::segment::index::{count_le, index_file_bytes, index_header, MappedIndex, SealInfo};
+use crate::segment::{Segment, SegmentPaths};
+
+/// The key index of one segment, in whichever state it is.
+#[derive(Debug)]
+pub(crate) struct SegKeys {
+    state: Mutex<KeyState>,
+}
+
+#[derive(Debug)]
+enum KeyState {
+    /// A sealed segment whose key index nobody asked for yet.
+    Unopened,
+    /// Growing with the segment: entries for the records before `(pos, off)`.
+    Growing { by_hash: HashMap<u64, Vec<(u32, u32)>>, pos: usize, off: u64 },
+    /// The sealed file, mapped, its checksum verified.
+    Mapped(MappedIndex<KeyEntry>),
+    /// Built from a sealed segment's records, sorted; `persisted` once the writer wrote it.
+    Built { entries: Vec<KeyEntry>, persisted: bool },
+}
+
+impl SegKeys {
+    /// For a sealed segment: the file is opened on first use.
+    pub fn unopened() -> SegKeys {
+        SegKeys { state: Mutex::new(KeyState::Unopened) }
+    }
+
+    /// For a segment indexed in memory: built from its records as they come.
+    pub fn growing(base: u64) -> SegKeys {
+        SegKeys { state: Mutex::new(growing_from_start(base)) }
+    }
+}
+
+fn growing_from_start(base: u64) -> KeyState {
+    KeyState::Growing { by_hash: HashMap::new(), pos: SEGMENT_HEADER_LEN, off: base }
+}
+
+/// The CRC-32 of a key index's entry bytes (stored in the header's `interval_bytes` field).
+fn entries_crc(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+impl Segment {
+    /// The records of this segment whose key hashes to `hash`, as (offset, byte position), in
+    /// offset order. Candidates only: the caller checks each record's key.
+    pub fn key_candidates(&self, hash: u64) -> Result<Vec<(u64, usize)>> {
+        let mut st = self.keys.state.lock();
+        self.bring_up_to_date(&mut st)?;
+        let base = self.base_offset;
+        let at = |rel: u32, pos: u32| (base + u64::from(rel), pos as usize);
+        Ok(match &*st {
+            KeyState::Growing { by_hash, .. } => {
+                by_hash.get(&hash).map_or_else(Vec::new, |v| v.iter().map(|&(r, p)| at(r, p)).collect())
+            }
+            KeyState::Mapped(m) => {
+                let n = m.len();
+                // Hashes are spread evenly: the interpolating search lands at once.
+                let first = hash.checked_sub(1).map_or(0, |below| count_le(n, |i| m.get(i).hash, below));
+                (first..n).map(|i| m.get(i)).take_while(|e| e.hash == hash).map(|e| at(e.rel, e.pos)).collect()
+            }
+            KeyState::Built { entries, .. } => {
+                let first = entries.partition_point(|e| e.hash < hash);
+                entries[first..].iter().take_while(|e| e.hash == hash).map(|e| at(e.rel, e.pos)).collect()
+            }
+            KeyState::Unopened => Vec::new(),
+        })
+    }
+
+    /// Forget the key index and build it again from the records (a candidate did not
+    /// validate: the index is wrong, or was for other records).
+    pub fn rebuild_keys(&self) -> Result<()> {
+        let mut st = self.keys.state.lock();
+        *st = if self.is_sealed() {
+            KeyState::Built { entries: self.key_entries_from_records()?, persisted: false }
+        } else {
+            growing_from_start(self.base_offset)
+        };
+        self.bring_up_to_date(&mut st)
+    }
+
+    /// All key entries of this segment, sorted by (hash, offset): what its sealed key index
+    /// file holds.
+    pub fn key_entries(&self) -> Result<Vec<KeyEntry>> {
+        let mut st = self.keys.state.lock();
+        self.bring_up_to_date(&mut st)?;
+        Ok(match &*st {
+            KeyState::Growing { by_hash, .. } => {
+                let mut v: Vec<KeyEntry> = by_hash
+                    .iter()
+                    .flat_map(|(&hash, recs)| recs.iter().map(move |&(rel, pos)| KeyEntry { hash, rel, pos }))
+                    .collect();
+                v.sort_unstable();
+                v
+            }
+            KeyState::Mapped(m) => (0..m.len()).map(|i| m.get(i)).collect(),
+            KeyState::Built { entries, .. } => entries.clone(),
+            KeyState::Unopened => Vec::new(),
+        })
+    }
+
+    /// True if this sealed segment's key index was built in memory and not written yet.
+    pub fn has_unwritten_key_index(&self) -> bool {
+        matches!(&*self.keys.state.lock(), KeyState::Built { persisted: false, .. })
+    }
+
+    /// A sealed segment whose key index was built in memory and not written yet: its entries.
+    pub fn unwritten_key_index(&self) -> Option<Vec<KeyEntry>> {
+        match &*self.keys.state.lock() {
+            KeyState::Built { entries, persisted: false } => Some(entries.clone()),
+            _ => None,
+        }
+    }
+
+    /// The key index file now holds what this segment's key index holds.
+    pub fn key_index_written(&self) {
+        if let KeyState::Built { persisted, .. } = &mut *self.keys.state.lock() {
+            *persisted = true;
+        }
+    }
+
+    fn bring_up_to_date(&self, st: &mut KeyState) -> Result<()> {
+        if matches!(st, KeyState::Unopened) {
+            *st = match self.open_key_index_file() {
+                Some(m) => KeyState::Mapped(m),
+                None => KeyState::Built { entries: self.key_entries_from_records()?, persisted: false },
+            };
+        }
+        if let KeyState::Growing { by_hash, pos, off } = st {
+            let mut records = self.records_from(*pos, *off);
+            let mut new = Vec::new();
+            for r in records.by_ref() {
+                let (rec, at) = r?;
+                if let Some(key) = rec.key() {
+                    new.push((key_hash(key), (rec.offset() - self.base_offset) as u32, at as u32));
+                }
+            }
+            (*pos, *off) = records.position();
+            for (hash, rel, at) in new {
+                by_hash.entry(hash).or_default().push((rel, at));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sealed key index file, if it is one for exactly this segment's records.
+    fn open_key_index_file(&self) -> Option<MappedIndex<KeyEntry>> {
+        let m = MappedIndex::<KeyEntry>::open(&self.paths.key_index, self.base_offset)?;
+        let h = *m.header();
+        let matches = h.end_pos == self.end_pos() as u64
+            && h.next_offset == self.next_offset()
+            && h.interval_bytes == entries_crc(m.entry_bytes());
+        matches.then_some(m)
+    }
+
+    fn key_entries_from_records(&self) -> Result<Vec<KeyEntry>> {
+        let mut v = Vec::new();
+        for r in self.records_from(SEGMENT_HEADER_LEN, self.base_offset) {
+            let (rec, at) = r?;
+            if let Some(key) = rec.key() {
+                v.push(KeyEntry { hash: key_hash(key), rel: (rec.offset() - self.base_offset) as u32, pos: at as u32 });
+            }
+        }
+        v.sort_unstable();
+        Ok(v)
+    }
+}
+
+/// Write the sealed key index file of a segment durably: a temporary file, fsynced, renamed
+/// into place (the caller fsyncs the directory).
+pub(crate) fn write_key_index_file(
+    paths: &SegmentPaths,
+    base: u64,
+    entries: &[KeyEntry],
+    seal: SealInfo,
+) -> Result<()> {
+    let mut header = index_header(KeyEntry::KIND, base, 0, entries.len(), Some(seal));
+    let mut bytes = index_file_bytes(header, entries.iter().copied());
+    header.interval_bytes = entries_crc(&bytes[INDEX_HEADER_LEN..]);
+    bytes[..INDEX_HEADER_LEN].copy_from_slice(&header.encode());
+    let path = &paths.key_index;
+    let tmp = fsutil::tmp_path(path);
+    let mut f = storage::create(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
+    storage::write_all(&mut f, &tmp, &bytes)?;
+    storage::sync_all(&f, &tmp)?;
+    storage::rename(&tmp, path)
+}
