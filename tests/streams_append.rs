@@ -165,3 +165,34 @@ fn misused_event_ids_are_refused_and_write_nothing() {
     }
     assert_eq!(log.next_offset(), end, "nothing written");
 }
+
+/// The version an append checks counts every event of the stream in the log: those appended
+/// by plain appends in between, across rolls, and none that retention removed.
+#[test]
+fn the_checked_version_follows_plain_appends_rolls_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let k = b"k";
+    let filler = [7u8; 200];
+    let mut version = 0u64;
+    for round in 0..60u64 {
+        let r = Record::new(b"checked").key(k);
+        log.append_to_stream(k, ExpectedVersion::Exact(version), &[r]).unwrap();
+        version += 1;
+        for _ in 0..round % 3 {
+            log.append(Record::new(&filler).key(k)).unwrap();
+            version += 1;
+        }
+        log.append(Record::new(&filler).key(b"other")).unwrap();
+        if round == 40 {
+            let mid = log.segments()[2].base_offset;
+            log.remove_segments_before(mid).unwrap();
+            version = log.iter(log.first_offset()).filter(|r| r.as_ref().unwrap().key() == Some(&k[..])).count() as u64;
+        }
+        match log.append_to_stream(k, ExpectedVersion::Exact(version + 1), &[Record::new(b"x").key(k)]) {
+            Err(Error::WrongExpectedVersion { actual, .. }) => assert_eq!(actual, version, "round {round}"),
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    assert!(log.segments().len() > 3, "the appends rolled segments");
+}

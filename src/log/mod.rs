@@ -91,6 +91,8 @@ struct Inner {
     ckpt: Mutex<CkptState>,
     flusher_stop: Arc<(Mutex<bool>, Condvar)>,
     follower: Mutex<Follower>,
+    /// Stream versions known to the writer (taken under the writer lock; see `stream`).
+    versions: Mutex<stream::VersionCache>,
     report: OpenReport,
     lock: Mutex<Option<DirLock>>,
 }

@@ -31,6 +31,7 @@ use crate::io::{storage, DirLock};
 use crate::log::follower::Follower;
 use crate::log::report::OpenReport;
 use crate::log::rewind;
+use crate::log::stream::VersionCache;
 use crate::log::sync::{spawn_flusher, CkptState, SyncState};
 use crate::log::writer::Writer;
 use crate::log::{Inner, Log};
@@ -956,6 +957,7 @@ impl Opened {
             ckpt: Mutex::new(CkptState { last: (0, 0), written: false, last_clean: false, at: Instant::now() }),
             flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
             follower: Mutex::new(Follower { st: follow_state }),
+            versions: Mutex::new(VersionCache::default()),
             report,
             lock: Mutex::new(lock),
         });

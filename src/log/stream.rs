@@ -82,9 +82,9 @@ impl Log {
         let inner = &self.inner;
         let total = inner.batch_bytes(records)?;
         let g = inner.writer.lock();
-        let found = self.find_stream(key)?;
-        inner.write_rebuilt_key_indexes(&found.segs);
         if !ids.is_empty() {
+            let found = self.find_stream(key)?;
+            inner.write_rebuilt_key_indexes(&found.segs);
             if let Some(original) = find_retried(&found, &ids)? {
                 drop(g);
                 if inner.opts.durability == Durability::Always {
@@ -93,19 +93,39 @@ impl Log {
                 return Ok(original);
             }
         }
-        let actual = found.events.len() as u64;
+        let actual = self.version_under_lock(key)?;
         if !expected.accepts(actual) {
             return Err(Error::WrongExpectedVersion { key: key.to_vec(), expected, actual });
         }
         let range = inner.append_locked(g, records, total)?;
+        inner.versions.lock().set(key, actual + records.len() as u64, range.end);
         if inner.opts.durability == Durability::Always {
             inner.flush_to(range.end)?;
         }
         Ok(range)
     }
 
+    /// The version of stream `key`, for an append (the caller holds the writer lock): from
+    /// the version cache and the events appended since, or counted whole.
+    fn version_under_lock(&self, key: &[u8]) -> Result<u64> {
+        let cached = self.inner.versions.lock().get(key);
+        let (known, from) = cached.unwrap_or((0, 0));
+        let found = self.find_stream_from(key, from)?;
+        if cached.is_none() {
+            self.inner.write_rebuilt_key_indexes(&found.segs);
+        }
+        let version = known + found.events.len() as u64;
+        self.inner.versions.lock().set(key, version, self.next_offset());
+        Ok(version)
+    }
+
     /// The committed events of stream `key`, in offset order, each record's key checked.
     fn find_stream(&self, key: &[u8]) -> Result<Found> {
+        self.find_stream_from(key, 0)
+    }
+
+    /// The committed events of stream `key` at offsets from `from` on.
+    fn find_stream_from(&self, key: &[u8], from: u64) -> Result<Found> {
         if self.inner.read_only {
             self.refresh()?;
         }
@@ -113,11 +133,11 @@ impl Log {
         let segs = self.inner.segments.read().clone();
         let hash = key_hash(key);
         let mut events = Vec::new();
-        for (i, seg) in segs.iter().enumerate() {
+        for (i, seg) in segs.iter().enumerate().filter(|(_, s)| s.next_offset() > from) {
             let mut rebuilt = false;
             loop {
                 let start = events.len();
-                match stream_events_in(seg, i, hash, key, next, &mut events) {
+                match stream_events_in(seg, i, hash, key, from..next, &mut events) {
                     Ok(()) => break,
                     // A candidate that does not validate: the key index is wrong (damaged, or
                     // for other records). Build it again from the records, once.
@@ -145,11 +165,21 @@ impl Log {
     }
 }
 
-/// The events of segment `seg` (number `i`) whose key is `key`, below `next`.
-fn stream_events_in(seg: &Segment, i: usize, hash: u64, key: &[u8], next: u64, out: &mut Vec<At>) -> Result<()> {
+/// The events of segment `seg` (number `i`) whose key is `key`, at offsets in `range`.
+fn stream_events_in(
+    seg: &Segment,
+    i: usize,
+    hash: u64,
+    key: &[u8],
+    range: Range<u64>,
+    out: &mut Vec<At>,
+) -> Result<()> {
     for (offset, pos) in seg.key_candidates(hash)? {
-        if offset >= next {
+        if offset >= range.end {
             break;
+        }
+        if offset < range.start {
+            continue;
         }
         let (rec, _) = seg.decode_at(pos, offset)?;
         if rec.key() == Some(key) {
@@ -208,6 +238,35 @@ fn find_retried(found: &Found, ids: &[Vec<u8>]) -> Result<Option<Range<u64>>> {
                 reason: "some event ids of the batch are in the stream and some are not, or in another order",
             })
         }
+    }
+}
+
+/// The versions of recently appended streams, so that an append with an expected version
+/// counts only the stream's events appended since (by other appends) instead of the whole
+/// stream. Used under the writer lock; cleared by retention (versions count the events in
+/// the log). Bounded: emptied when it would hold more than [`VersionCache::MAX_STREAMS`].
+#[derive(Debug, Default)]
+pub(super) struct VersionCache {
+    /// Key → (version, the log's next offset when it was that).
+    known: HashMap<Vec<u8>, (u64, u64)>,
+}
+
+impl VersionCache {
+    const MAX_STREAMS: usize = 1 << 16;
+
+    fn get(&self, key: &[u8]) -> Option<(u64, u64)> {
+        self.known.get(key).copied()
+    }
+
+    fn set(&mut self, key: &[u8], version: u64, at: u64) {
+        if self.known.len() >= Self::MAX_STREAMS && !self.known.contains_key(key) {
+            self.known.clear();
+        }
+        self.known.insert(key.to_vec(), (version, at));
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.known.clear();
     }
 }
 

@@ -100,6 +100,8 @@ impl Log {
             }
         }
         *inner.segments.write() = Arc::new(list[n..].to_vec());
+        // Versions count the events in the log: those of the removed segments no longer do.
+        inner.versions.lock().clear();
         for s in &list[..n] {
             segment::remove_segment_files(&s.paths)?;
         }
