@@ -174,12 +174,9 @@ fn stream_events_in(
     range: Range<u64>,
     out: &mut Vec<At>,
 ) -> Result<()> {
-    for (offset, pos) in seg.key_candidates(hash)? {
+    for (offset, pos) in seg.key_candidates(hash, range.start)? {
         if offset >= range.end {
             break;
-        }
-        if offset < range.start {
-            continue;
         }
         let (rec, _) = seg.decode_at(pos, offset)?;
         if rec.key() == Some(key) {
@@ -259,7 +256,11 @@ impl VersionCache {
     }
 
     fn set(&mut self, key: &[u8], version: u64, at: u64) {
-        if self.known.len() >= Self::MAX_STREAMS && !self.known.contains_key(key) {
+        if let Some(v) = self.known.get_mut(key) {
+            *v = (version, at);
+            return;
+        }
+        if self.known.len() >= Self::MAX_STREAMS {
             self.known.clear();
         }
         self.known.insert(key.to_vec(), (version, at));

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use parking_lot::Mutex;
 
@@ -38,7 +39,7 @@ enum KeyState {
     /// A sealed segment whose key index nobody asked for yet.
     Unopened,
     /// Growing with the segment: entries for the records before `(pos, off)`.
-    Growing { by_hash: HashMap<u64, Vec<(u32, u32)>>, pos: usize, off: u64 },
+    Growing { by_hash: HashMap<u64, Vec<(u32, u32)>, BuildHasherDefault<HashIsKey>>, pos: usize, off: u64 },
     /// The sealed file, mapped, its checksum verified.
     Mapped(MappedIndex<KeyEntry>),
     /// Built from a sealed segment's records, sorted; `persisted` once the writer wrote it.
@@ -58,7 +59,27 @@ impl SegKeys {
 }
 
 fn growing_from_start(base: u64) -> KeyState {
-    KeyState::Growing { by_hash: HashMap::new(), pos: SEGMENT_HEADER_LEN, off: base }
+    KeyState::Growing { by_hash: HashMap::default(), pos: SEGMENT_HEADER_LEN, off: base }
+}
+
+/// The hasher of the in-memory map, whose keys are key hashes already: they are used as they
+/// are (hashing them again would cost a SipHash per record appended and per lookup).
+#[derive(Debug, Default)]
+pub(crate) struct HashIsKey(u64);
+
+impl Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the map's keys are `u64`); fold anything else in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// The CRC-32 of a key index's entry bytes (stored in the header's `interval_bytes` field).
@@ -68,25 +89,39 @@ fn entries_crc(bytes: &[u8]) -> u32 {
 
 impl Segment {
     /// The records of this segment whose key hashes to `hash`, as (offset, byte position), in
-    /// offset order. Candidates only: the caller checks each record's key.
-    pub fn key_candidates(&self, hash: u64) -> Result<Vec<(u64, usize)>> {
+    /// offset order, from offset `from` on. Candidates only: the caller checks each record's
+    /// key.
+    pub fn key_candidates(&self, hash: u64, from: u64) -> Result<Vec<(u64, usize)>> {
         let mut st = self.keys.state.lock();
         self.bring_up_to_date(&mut st)?;
         let base = self.base_offset;
         let at = |rel: u32, pos: u32| (base + u64::from(rel), pos as usize);
+        // Relative offsets below `from_rel` are not wanted.
+        let from_rel = from.saturating_sub(base);
         Ok(match &*st {
-            KeyState::Growing { by_hash, .. } => {
-                by_hash.get(&hash).map_or_else(Vec::new, |v| v.iter().map(|&(r, p)| at(r, p)).collect())
-            }
+            KeyState::Growing { by_hash, .. } => by_hash.get(&hash).map_or_else(Vec::new, |v| {
+                let skip = v.partition_point(|&(r, _)| u64::from(r) < from_rel);
+                v[skip..].iter().map(|&(r, p)| at(r, p)).collect()
+            }),
             KeyState::Mapped(m) => {
                 let n = m.len();
                 // Hashes are spread evenly: the interpolating search lands at once.
                 let first = hash.checked_sub(1).map_or(0, |below| count_le(n, |i| m.get(i).hash, below));
-                (first..n).map(|i| m.get(i)).take_while(|e| e.hash == hash).map(|e| at(e.rel, e.pos)).collect()
+                (first..n)
+                    .map(|i| m.get(i))
+                    .take_while(|e| e.hash == hash)
+                    .filter(|e| u64::from(e.rel) >= from_rel)
+                    .map(|e| at(e.rel, e.pos))
+                    .collect()
             }
             KeyState::Built { entries, .. } => {
                 let first = entries.partition_point(|e| e.hash < hash);
-                entries[first..].iter().take_while(|e| e.hash == hash).map(|e| at(e.rel, e.pos)).collect()
+                entries[first..]
+                    .iter()
+                    .take_while(|e| e.hash == hash)
+                    .filter(|e| u64::from(e.rel) >= from_rel)
+                    .map(|e| at(e.rel, e.pos))
+                    .collect()
             }
             KeyState::Unopened => Vec::new(),
         })
