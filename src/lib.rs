@@ -97,6 +97,11 @@ pub fn decode_record(bytes: &[u8], pos: usize) -> std::result::Result<Option<Own
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// docs/event-sourcing.md's code blocks, compiled and run as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/event-sourcing.md")]
+pub struct EventSourcingDoctests;
+
 #[cfg(test)]
 mod send_sync {
     fn assert_send_sync<T: Send + Sync>() {}
