@@ -114,9 +114,8 @@ impl Log {
         if cached.is_none() {
             self.inner.write_rebuilt_key_indexes(&found.segs);
         }
-        let version = known + found.events.len() as u64;
-        self.inner.versions.lock().set(key, version, self.next_offset());
-        Ok(version)
+        // The caller records the version after its append.
+        Ok(known + found.events.len() as u64)
     }
 
     /// The committed events of stream `key`, in offset order, each record's key checked.
@@ -174,12 +173,14 @@ fn stream_events_in(
     range: Range<u64>,
     out: &mut Vec<At>,
 ) -> Result<()> {
-    for (offset, pos) in seg.key_candidates(hash, range.start)? {
+    let found = seg.key_candidates(key, hash, range.start)?;
+    for (offset, pos) in found.records {
         if offset >= range.end {
             break;
         }
-        let (rec, _) = seg.decode_at(pos, offset)?;
-        if rec.key() == Some(key) {
+        // Candidates not known to carry the key are read and compared: hash collisions and
+        // wrong entries never change a result.
+        if found.verified || seg.decode_at(pos, offset)?.0.key() == Some(key) {
             out.push(At { seg: i, offset, pos });
         }
     }

@@ -14,6 +14,7 @@
 //! Entries are candidates: the caller checks each record's actual key, so a hash collision
 //! or a wrong entry never changes a result.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -39,7 +40,7 @@ enum KeyState {
     /// A sealed segment whose key index nobody asked for yet.
     Unopened,
     /// Growing with the segment: entries for the records before `(pos, off)`.
-    Growing { by_hash: HashMap<u64, Vec<(u32, u32)>, BuildHasherDefault<HashIsKey>>, pos: usize, off: u64 },
+    Growing { by_hash: HashMap<u64, KeyRun, BuildHasherDefault<HashIsKey>>, pos: usize, off: u64 },
     /// The sealed file, mapped, its checksum verified.
     Mapped(MappedIndex<KeyEntry>),
     /// Built from a sealed segment's records, sorted; `persisted` once the writer wrote it.
@@ -56,6 +57,25 @@ impl SegKeys {
     pub fn growing(base: u64) -> SegKeys {
         SegKeys { state: Mutex::new(growing_from_start(base)) }
     }
+}
+
+/// The records of one key hash in a segment indexed in memory, and the key of the first: if
+/// no record with another key has the same hash (`mixed` false), every record of the run has
+/// that key, and a lookup needs no record read to tell.
+#[derive(Debug)]
+struct KeyRun {
+    key: Box<[u8]>,
+    mixed: bool,
+    /// (relative offset, position), in offset order.
+    recs: Vec<(u32, u32)>,
+}
+
+/// What a segment's key index holds for a key.
+pub(crate) struct Candidates {
+    /// (offset, position) of the records whose key hashes like the key's, in offset order.
+    pub records: Vec<(u64, usize)>,
+    /// True if every one of them is known to carry the key itself (no record read needed).
+    pub verified: bool,
 }
 
 fn growing_from_start(base: u64) -> KeyState {
@@ -91,19 +111,25 @@ impl Segment {
     /// The records of this segment whose key hashes to `hash`, as (offset, byte position), in
     /// offset order, from offset `from` on. Candidates only: the caller checks each record's
     /// key.
-    pub fn key_candidates(&self, hash: u64, from: u64) -> Result<Vec<(u64, usize)>> {
+    pub fn key_candidates(&self, key: &[u8], hash: u64, from: u64) -> Result<Candidates> {
         let mut st = self.keys.state.lock();
         self.bring_up_to_date(&mut st)?;
         let base = self.base_offset;
         let at = |rel: u32, pos: u32| (base + u64::from(rel), pos as usize);
         // Relative offsets below `from_rel` are not wanted.
         let from_rel = from.saturating_sub(base);
+        let unverified = |records| Candidates { records, verified: false };
         Ok(match &*st {
-            KeyState::Growing { by_hash, .. } => by_hash.get(&hash).map_or_else(Vec::new, |v| {
-                let skip = v.partition_point(|&(r, _)| u64::from(r) < from_rel);
-                v[skip..].iter().map(|&(r, p)| at(r, p)).collect()
-            }),
-            KeyState::Mapped(m) => {
+            KeyState::Growing { by_hash, .. } => match by_hash.get(&hash) {
+                Some(run) if run.mixed || *run.key == *key => {
+                    let skip = run.recs.partition_point(|&(r, _)| u64::from(r) < from_rel);
+                    let records = run.recs[skip..].iter().map(|&(r, p)| at(r, p)).collect();
+                    Candidates { records, verified: !run.mixed }
+                }
+                // No record, or only records of another key with the same hash.
+                _ => Candidates { records: Vec::new(), verified: true },
+            },
+            KeyState::Mapped(m) => unverified({
                 let n = m.len();
                 // Hashes are spread evenly: the interpolating search lands at once.
                 let first = hash.checked_sub(1).map_or(0, |below| count_le(n, |i| m.get(i).hash, below));
@@ -113,8 +139,8 @@ impl Segment {
                     .filter(|e| u64::from(e.rel) >= from_rel)
                     .map(|e| at(e.rel, e.pos))
                     .collect()
-            }
-            KeyState::Built { entries, .. } => {
+            }),
+            KeyState::Built { entries, .. } => unverified({
                 let first = entries.partition_point(|e| e.hash < hash);
                 entries[first..]
                     .iter()
@@ -122,8 +148,8 @@ impl Segment {
                     .filter(|e| u64::from(e.rel) >= from_rel)
                     .map(|e| at(e.rel, e.pos))
                     .collect()
-            }
-            KeyState::Unopened => Vec::new(),
+            }),
+            KeyState::Unopened => unverified(Vec::new()),
         })
     }
 
@@ -148,7 +174,7 @@ impl Segment {
             KeyState::Growing { by_hash, .. } => {
                 let mut v: Vec<KeyEntry> = by_hash
                     .iter()
-                    .flat_map(|(&hash, recs)| recs.iter().map(move |&(rel, pos)| KeyEntry { hash, rel, pos }))
+                    .flat_map(|(&hash, run)| run.recs.iter().map(move |&(rel, pos)| KeyEntry { hash, rel, pos }))
                     .collect();
                 v.sort_unstable();
                 v
@@ -188,16 +214,23 @@ impl Segment {
         }
         if let KeyState::Growing { by_hash, pos, off } = st {
             let mut records = self.records_from(*pos, *off);
-            let mut new = Vec::new();
-            for r in records.by_ref() {
+            while let Some(r) = records.next() {
                 let (rec, at) = r?;
                 if let Some(key) = rec.key() {
-                    new.push((key_hash(key), (rec.offset() - self.base_offset) as u32, at as u32));
+                    let e = ((rec.offset() - self.base_offset) as u32, at as u32);
+                    match by_hash.entry(key_hash(key)) {
+                        Entry::Occupied(mut o) => {
+                            let run = o.get_mut();
+                            run.mixed |= *run.key != *key;
+                            run.recs.push(e);
+                        }
+                        Entry::Vacant(v) => {
+                            v.insert(KeyRun { key: key.into(), mixed: false, recs: vec![e] });
+                        }
+                    }
                 }
-            }
-            (*pos, *off) = records.position();
-            for (hash, rel, at) in new {
-                by_hash.entry(hash).or_default().push((rel, at));
+                // Kept up to date record by record: an error below leaves what was read.
+                (*pos, *off) = records.position();
             }
         }
         Ok(())
