@@ -196,3 +196,40 @@ fn the_checked_version_follows_plain_appends_rolls_and_retention() {
     }
     assert!(log.segments().len() > 3, "the appends rolled segments");
 }
+
+/// A topic offers the same stream calls; a follower in the same process (a second store)
+/// reads the streams the writer appends, as they grow and across its rolls.
+#[test]
+fn topics_append_to_streams_and_a_follower_reads_them() {
+    use tidelog::{Store, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions::default().topic(Options::default().segment_bytes(4096));
+    let store = Store::open(dir.path(), opts.clone()).unwrap();
+    let orders = store.topic("orders").unwrap();
+    assert_eq!(orders.stream_version(b"o-1").unwrap(), 0);
+    let reader_store = Store::open(dir.path(), opts).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..120u64 {
+        let k = format!("o-{}", i % 3).into_bytes();
+        let mut p = i.to_le_bytes().to_vec();
+        p.resize(100, b'.');
+        let v = orders.stream_version(&k).unwrap();
+        orders.append_to_stream(&k, ExpectedVersion::Exact(v), &[Record::new(&p).key(&k)]).unwrap();
+        if i % 3 == 1 {
+            expected.push(p.clone());
+        }
+        if i % 40 == 39 {
+            let follower = reader_store.open_topic("orders").unwrap();
+            let got: Vec<Vec<u8>> = follower
+                .read_stream(b"o-1", 0, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.record.payload().to_vec())
+                .collect();
+            assert_eq!(got, expected, "after {i}");
+            let newest = follower.read_stream_backward(b"o-1", 1).unwrap();
+            assert_eq!(newest[0].version, expected.len() as u64 - 1);
+        }
+    }
+    assert!(orders.segments().unwrap().len() > 2);
+}
