@@ -166,8 +166,8 @@ fn misused_event_ids_are_refused_and_write_nothing() {
     assert_eq!(log.next_offset(), end, "nothing written");
 }
 
-/// The version an append checks counts every event of the stream in the log: those appended
-/// by plain appends in between, across rolls, and none that retention removed.
+/// The version an append checks counts every event of the stream: those appended by plain
+/// appends in between, across rolls, and those retention removed.
 #[test]
 fn the_checked_version_follows_plain_appends_rolls_and_retention() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,7 +187,6 @@ fn the_checked_version_follows_plain_appends_rolls_and_retention() {
         if round == 40 {
             let mid = log.segments()[2].base_offset;
             log.remove_segments_before(mid).unwrap();
-            version = log.iter(log.first_offset()).filter(|r| r.as_ref().unwrap().key() == Some(&k[..])).count() as u64;
         }
         match log.append_to_stream(k, ExpectedVersion::Exact(version + 1), &[Record::new(b"x").key(k)]) {
             Err(Error::WrongExpectedVersion { actual, .. }) => assert_eq!(actual, version, "round {round}"),

@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::format::removed_streams::RemovedStreams;
 use crate::io::poison::Poison;
 use crate::io::DirLock;
 use crate::options::Options;
@@ -93,6 +94,9 @@ struct Inner {
     follower: Mutex<Follower>,
     /// Stream versions known to the writer (taken under the writer lock; see `stream`).
     versions: Mutex<stream::VersionCache>,
+    /// Events of each stream that retention removed (`removed-streams`); replaced whole,
+    /// before the segment list, by retention and by a follower that saw segments go.
+    removed: RwLock<Arc<RemovedStreams>>,
     report: OpenReport,
     lock: Mutex<Option<DirLock>>,
 }

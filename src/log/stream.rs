@@ -3,17 +3,36 @@
 //! `docs/event-sourcing.md`.
 
 use std::collections::HashMap;
+use std::fs;
 use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::index::key_hash;
+use crate::format::removed_streams::RemovedStreams;
+use crate::format::SEGMENT_HEADER_LEN;
 use crate::io::fs as fsutil;
 use crate::log::{Inner, Log};
 use crate::options::Durability;
 use crate::record::Record;
 use crate::segment::{self, SealInfo, Segment};
 use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
+
+/// The file holding the events retention removed per stream (`format::removed_streams`).
+pub(super) const REMOVED_STREAMS_FILE: &str = "removed-streams";
+
+/// Read the log's removed-stream counts: none if the file is missing (nothing removed yet,
+/// or a log written before versions were kept across retention). A damaged file is an
+/// error: it is not derived data.
+pub(super) fn load_removed_streams(dir: &Path) -> Result<RemovedStreams> {
+    let path = dir.join(REMOVED_STREAMS_FILE);
+    match fs::read(&path) {
+        Ok(b) => RemovedStreams::decode(&b).map_err(|(at, kind)| Error::corrupt(&path, at, kind)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RemovedStreams::default()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
 
 /// Where one event of a stream is: its segment (index in the list read) and the record.
 #[derive(Debug, Clone, Copy)]
@@ -26,14 +45,22 @@ struct At {
 /// The events of one stream found in one reading of the segment list.
 struct Found {
     segs: Arc<Vec<Arc<Segment>>>,
+    /// The stream's events that retention removed: the version of `events[0]`.
+    removed: u64,
     events: Vec<At>,
 }
 
 impl Found {
-    fn event(&self, version: usize) -> Result<StreamEvent> {
-        let at = self.events[version];
+    /// The event at index `i` of the events in the log.
+    fn event(&self, i: usize) -> Result<StreamEvent> {
+        let at = self.events[i];
         let (rec, _) = self.segs[at.seg].decode_at(at.pos, at.offset)?;
-        Ok(StreamEvent { version: version as u64, record: rec.to_owned() })
+        Ok(StreamEvent { version: self.removed + i as u64, record: rec.to_owned() })
+    }
+
+    /// The stream's version: its events removed and in the log.
+    fn version(&self) -> u64 {
+        self.removed + self.events.len() as u64
     }
 
     fn event_id(&self, at: At) -> Result<Option<Vec<u8>>> {
@@ -46,13 +73,14 @@ impl Log {
     /// The version of the stream `key`: the number of its events in the log (0 if it has
     /// none). Served by the key indexes, without scanning the log.
     pub fn stream_version(&self, key: &[u8]) -> Result<u64> {
-        Ok(self.find_stream_to_read(key)?.events.len() as u64)
+        Ok(self.find_stream_to_read(key)?.version())
     }
 
     /// Up to `max` events of the stream `key`, from version `from` on, oldest first.
     pub fn read_stream(&self, key: &[u8], from: u64, max: usize) -> Result<Vec<StreamEvent>> {
         let found = self.find_stream_to_read(key)?;
-        let start = usize::try_from(from).unwrap_or(usize::MAX).min(found.events.len());
+        let in_log = from.saturating_sub(found.removed);
+        let start = usize::try_from(in_log).unwrap_or(usize::MAX).min(found.events.len());
         (start..found.events.len()).take(max).map(|v| found.event(v)).collect()
     }
 
@@ -115,7 +143,7 @@ impl Log {
             self.inner.write_rebuilt_key_indexes(&found.segs);
         }
         // The caller records the version after its append.
-        Ok(known + found.events.len() as u64)
+        Ok(if cached.is_some() { known + found.events.len() as u64 } else { found.version() })
     }
 
     /// The committed events of stream `key`, in offset order, each record's key checked.
@@ -129,10 +157,15 @@ impl Log {
             self.refresh()?;
         }
         let next = self.next_offset();
+        // IMPORTANT: the segment list first, then the removed counts (replaced before the
+        // list by retention): segments the counts already cover are skipped below.
         let segs = self.inner.segments.read().clone();
+        let removed_all = self.inner.removed.read().clone();
+        let removed = if from == 0 { removed_all.counts.get(key).copied().unwrap_or(0) } else { 0 };
         let hash = key_hash(key);
         let mut events = Vec::new();
-        for (i, seg) in segs.iter().enumerate().filter(|(_, s)| s.next_offset() > from) {
+        let counted = |s: &Arc<Segment>| s.base_offset >= removed_all.below && s.next_offset() > from;
+        for (i, seg) in segs.iter().enumerate().filter(|(_, s)| counted(s)) {
             let mut rebuilt = false;
             loop {
                 let start = events.len();
@@ -149,7 +182,7 @@ impl Log {
                 }
             }
         }
-        Ok(Found { segs, events })
+        Ok(Found { segs, removed, events })
     }
 
     /// [`Log::find_stream`] for a read: a writer then writes the key index files it had to
@@ -273,6 +306,38 @@ impl VersionCache {
 }
 
 impl Inner {
+    /// Before retention removes `segs`: add their events per stream to the removed counts
+    /// and write them durably, recording `below` as the first base not counted. Segments
+    /// counted already (a crash came between an earlier count and the removal) are skipped.
+    /// Reads every record of the removed segments, under the writer lock.
+    pub(super) fn count_removed_streams(&self, segs: &[Arc<Segment>], below: u64) -> Result<()> {
+        let mut next: RemovedStreams = self.removed.read().as_ref().clone();
+        for seg in segs.iter().filter(|s| s.base_offset >= next.below) {
+            for r in seg.records_from(SEGMENT_HEADER_LEN, seg.base_offset) {
+                if let Some(key) = r?.0.key() {
+                    match next.counts.get_mut(key) {
+                        Some(n) => *n += 1,
+                        None => {
+                            next.counts.insert(key.to_vec(), 1);
+                        }
+                    }
+                }
+            }
+        }
+        next.below = next.below.max(below);
+        fsutil::atomic_write(&self.dir.join(REMOVED_STREAMS_FILE), &next.encode())?;
+        *self.removed.write() = Arc::new(next);
+        Ok(())
+    }
+
+    /// A follower whose writer's retention removed segments: read the counts again (the
+    /// writer wrote them before removing the segments).
+    pub(super) fn reload_removed_streams(&self) -> Result<()> {
+        let r = load_removed_streams(&self.dir)?;
+        *self.removed.write() = Arc::new(r);
+        Ok(())
+    }
+
     /// Write the key index files that were built in memory because the file was missing or
     /// damaged (a segment written by older code, for instance). The caller holds the writer
     /// lock, so retention cannot remove a segment meanwhile. Best effort: the files are

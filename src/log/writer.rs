@@ -99,6 +99,10 @@ impl Log {
                 w.unsealed = None;
             }
         }
+        // IMPORTANT: the removed segments' events are counted (durably) before the segments
+        // go, so that stream versions never move back; a crash in between leaves segments
+        // that are already counted, which stream reads skip.
+        inner.count_removed_streams(&list[..n], list[n].base_offset)?;
         *inner.segments.write() = Arc::new(list[n..].to_vec());
         // Versions count the events in the log: those of the removed segments no longer do.
         inner.versions.lock().clear();
