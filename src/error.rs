@@ -298,7 +298,7 @@ pub enum Error {
         key: Vec<u8>,
         /// What the append expected.
         expected: crate::stream::ExpectedVersion,
-        /// The stream's version (number of its events in the log) when the append was checked.
+        /// The stream's version (number of its events) when the append was checked.
         actual: u64,
     },
     /// A record of a stream append (or a record carrying the reserved event-id header) is

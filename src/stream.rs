@@ -12,8 +12,8 @@ use crate::record::OwnedRecord;
 /// idempotent append.
 pub const EVENT_ID_HEADER: &str = "tidelog.event-id";
 
-/// What an append to a stream expects of the stream's version (the number of its events in
-/// the log) at the moment of the append.
+/// What an append to a stream expects of the stream's version (the number of its events,
+/// those retention removed included) at the moment of the append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedVersion {
     /// No expectation: append whatever the version.
@@ -38,8 +38,8 @@ impl ExpectedVersion {
     }
 }
 
-/// One event of a stream: its version (0 for the stream's first event still in the log) and
-/// the record.
+/// One event of a stream: its version (its number in the stream, from 0 for the stream's
+/// first event ever; retention does not change it) and the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEvent {
     /// The event's position in its stream, counted from 0.

@@ -70,13 +70,14 @@ impl Found {
 }
 
 impl Log {
-    /// The version of the stream `key`: the number of its events in the log (0 if it has
-    /// none). Served by the key indexes, without scanning the log.
+    /// The version of the stream `key`: the number of its events, those retention removed
+    /// included (0 if it has none). Served by the key indexes, without scanning the log.
     pub fn stream_version(&self, key: &[u8]) -> Result<u64> {
         Ok(self.find_stream_to_read(key)?.version())
     }
 
-    /// Up to `max` events of the stream `key`, from version `from` on, oldest first.
+    /// Up to `max` events of the stream `key`, from version `from` on (or from the first event
+    /// retention left, if `from` is below it), oldest first.
     pub fn read_stream(&self, key: &[u8], from: u64, max: usize) -> Result<Vec<StreamEvent>> {
         let found = self.find_stream_to_read(key)?;
         let in_log = from.saturating_sub(found.removed);
