@@ -120,15 +120,10 @@ impl Segment {
         let from_rel = from.saturating_sub(base);
         let unverified = |records| Candidates { records, verified: false };
         Ok(match &*st {
-            KeyState::Growing { by_hash, .. } => match by_hash.get(&hash) {
-                Some(run) if run.mixed || *run.key == *key => {
-                    let skip = run.recs.partition_point(|&(r, _)| u64::from(r) < from_rel);
-                    let records = run.recs[skip..].iter().map(|&(r, p)| at(r, p)).collect();
-                    Candidates { records, verified: !run.mixed }
-                }
-                // No record, or only records of another key with the same hash.
-                _ => Candidates { records: Vec::new(), verified: true },
-            },
+            KeyState::Growing { by_hash, .. } => {
+                let (recs, verified) = run_candidates(by_hash.get(&hash), key, from_rel);
+                Candidates { records: recs.iter().map(|&(r, p)| at(r, p)).collect(), verified }
+            }
             KeyState::Mapped(m) => unverified({
                 let n = m.len();
                 // Hashes are spread evenly: the interpolating search lands at once.
@@ -218,16 +213,7 @@ impl Segment {
                 let (rec, at) = r?;
                 if let Some(key) = rec.key() {
                     let e = ((rec.offset() - self.base_offset) as u32, at as u32);
-                    match by_hash.entry(key_hash(key)) {
-                        Entry::Occupied(mut o) => {
-                            let run = o.get_mut();
-                            run.mixed |= *run.key != *key;
-                            run.recs.push(e);
-                        }
-                        Entry::Vacant(v) => {
-                            v.insert(KeyRun { key: key.into(), mixed: false, recs: vec![e] });
-                        }
-                    }
+                    add_to_run(by_hash.entry(key_hash(key)), key, e);
                 }
                 // Kept up to date record by record: an error below leaves what was read.
                 (*pos, *off) = records.position();
@@ -259,6 +245,33 @@ impl Segment {
     }
 }
 
+/// Add record `e` (relative offset, position) with `key` to the run of its key hash.
+fn add_to_run(entry: Entry<'_, u64, KeyRun>, key: &[u8], e: (u32, u32)) {
+    match entry {
+        Entry::Occupied(mut o) => {
+            let run = o.get_mut();
+            run.mixed |= *run.key != *key;
+            run.recs.push(e);
+        }
+        Entry::Vacant(v) => {
+            v.insert(KeyRun { key: key.into(), mixed: false, recs: vec![e] });
+        }
+    }
+}
+
+/// The records of `run` (the run of `key`'s hash, if any) from relative offset `from_rel` on
+/// that may carry `key`, and whether they are known to carry it.
+fn run_candidates<'a>(run: Option<&'a KeyRun>, key: &[u8], from_rel: u64) -> (&'a [(u32, u32)], bool) {
+    match run {
+        Some(run) if run.mixed || *run.key == *key => {
+            let skip = run.recs.partition_point(|&(r, _)| u64::from(r) < from_rel);
+            (&run.recs[skip..], !run.mixed)
+        }
+        // No record, or only records of another key with the same hash.
+        _ => (&[], true),
+    }
+}
+
 /// Write the sealed key index file of a segment durably: a temporary file, fsynced, renamed
 /// into place (the caller fsyncs the directory).
 pub(crate) fn write_key_index_file(
@@ -277,4 +290,27 @@ pub(crate) fn write_key_index_file(
     storage::write_all(&mut f, &tmp, &bytes)?;
     storage::sync_all(&f, &tmp)?;
     storage::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys that collide (the same hash; forced here, as real FNV-1a collisions are rare)
+    /// make their run mixed: its records are then candidates to check, not known matches.
+    #[test]
+    fn a_run_shared_by_two_keys_is_checked_record_by_record() {
+        let mut map: HashMap<u64, KeyRun> = HashMap::new();
+        add_to_run(map.entry(7), b"alpha", (0, 64));
+        add_to_run(map.entry(7), b"alpha", (2, 128));
+        assert_eq!(run_candidates(map.get(&7), b"alpha", 0), (&[(0, 64), (2, 128)][..], true));
+        assert_eq!(run_candidates(map.get(&7), b"alpha", 1), (&[(2, 128)][..], true));
+        // Another key with the same hash, before any collision: nothing of it is here.
+        assert_eq!(run_candidates(map.get(&7), b"beta", 0), (&[][..], true));
+        assert_eq!(run_candidates(map.get(&8), b"alpha", 0), (&[][..], true));
+        add_to_run(map.entry(7), b"beta", (3, 192));
+        for key in [&b"alpha"[..], b"beta"] {
+            assert_eq!(run_candidates(map.get(&7), key, 0), (&[(0, 64), (2, 128), (3, 192)][..], false));
+        }
+    }
 }
