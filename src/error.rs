@@ -290,6 +290,26 @@ pub enum Error {
         /// later record exists yet.
         next_existing: u64,
     },
+    /// An append to a stream found the stream at another version than it expected: nothing
+    /// was written.
+    #[error("stream {key:?} is at version {actual}, the append expected {expected:?}")]
+    WrongExpectedVersion {
+        /// The stream's key.
+        key: Vec<u8>,
+        /// What the append expected.
+        expected: crate::stream::ExpectedVersion,
+        /// The stream's version (number of its events) when the append was checked.
+        actual: u64,
+    },
+    /// A record of a stream append (or a record carrying the reserved event-id header) is
+    /// not valid for it: nothing was written.
+    #[error("record {index} of the batch: {reason}")]
+    InvalidEvent {
+        /// Index of the record in the batch.
+        index: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl Error {

@@ -58,6 +58,7 @@ mod projection;
 mod record;
 mod segment;
 mod store;
+mod stream;
 #[doc(hidden)]
 pub mod testing;
 mod time;
@@ -79,6 +80,7 @@ pub use crate::projection::{
 };
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
+pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
 
 /// Decode the record frame at `pos` in `bytes`, as recovery and readers do. Exposed for
 /// fuzzing and tools: returns the record or a classified error, and never panics.
@@ -98,6 +100,11 @@ pub fn decode_record(bytes: &[u8], pos: usize) -> std::result::Result<Option<Own
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/event-sourcing.md's code blocks, compiled and run as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/event-sourcing.md")]
+pub struct EventSourcingDoctests;
 
 #[cfg(test)]
 mod send_sync {

@@ -35,6 +35,10 @@ pub(crate) const OFFSET_INDEX: IndexKind = IndexKind { magic: *b"TDLGIDX\0", ent
 /// The time index (`.timeindex`): timestamp u64, relative offset u32, sorted by timestamp.
 pub(crate) const TIME_INDEX: IndexKind = IndexKind { magic: *b"TDLGTIX\0", entry_len: 12 };
 
+/// The key index (`.keyindex`): key hash u64, relative offset u32, byte position u32, sorted
+/// by (hash, offset). Its header's `interval_bytes` field holds the CRC-32 of the entries.
+pub(crate) const KEY_INDEX: IndexKind = IndexKind { magic: *b"TDLGKIX\0", entry_len: 16 };
+
 /// A fixed-width index entry of one kind.
 pub(crate) trait IndexEntryCodec: Sized {
     /// The file kind holding entries of this type.
@@ -79,6 +83,40 @@ impl IndexEntryCodec for TimeEntry {
     fn get(b: &[u8]) -> Self {
         TimeEntry { ts: le_u64(b, 0), rel: le_u32(b, 8) }
     }
+}
+
+/// A key index entry: the record with offset `base + rel`, at byte `pos`, has a key whose
+/// [`key_hash`] is `hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct KeyEntry {
+    pub hash: u64,
+    pub rel: u32,
+    pub pos: u32,
+}
+
+impl IndexEntryCodec for KeyEntry {
+    const KIND: IndexKind = KEY_INDEX;
+    fn put(&self, out: &mut [u8]) {
+        put_u64(out, 0, self.hash);
+        put_u32(out, 8, self.rel);
+        put_u32(out, 12, self.pos);
+    }
+    fn get(b: &[u8]) -> Self {
+        KeyEntry { hash: le_u64(b, 0), rel: le_u32(b, 8), pos: le_u32(b, 12) }
+    }
+}
+
+/// The hash of a record key in the key index: 64-bit FNV-1a (offset basis
+/// `0xcbf29ce484222325`, prime `0x100000001b3`, one byte at a time). Fixed by its
+/// specification, so files written by one build are read by every other; collisions only
+/// cost a comparison, because a lookup checks each record's actual key.
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// Encode `entries` back to back (the bytes that follow the header, or that are appended to
@@ -181,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_header_round_trips_and_names_its_kind_and_entry_width() {
-        for kind in [OFFSET_INDEX, TIME_INDEX] {
+        for kind in [OFFSET_INDEX, TIME_INDEX, KEY_INDEX] {
             let b = header(kind).encode();
             assert_eq!(le_u16(&b, IDX_ENTRY_LEN_AT) as usize, kind.entry_len);
             assert_eq!(IndexHeader::decode(&b, kind), Some(header(kind)));
@@ -216,7 +254,19 @@ mod tests {
     }
 
     #[test]
+    fn the_key_hash_is_fnv_1a_64_as_published() {
+        // Test vectors of the FNV specification (draft-eastlake-fnv).
+        assert_eq!(key_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(key_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(key_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
     fn entries_round_trip_at_their_kinds_width() {
+        let keys = [KeyEntry { hash: u64::MAX, rel: 3, pos: 64 }];
+        let b = encode_entries(keys.iter().copied());
+        assert_eq!(b.len(), KEY_INDEX.entry_len);
+        assert_eq!(entry_at::<KeyEntry>(&b, 0), keys[0]);
         let offs = [OffsetEntry { rel: 0, pos: 64 }, OffsetEntry { rel: 9, pos: 4200 }];
         let b = encode_entries(offs.iter().copied());
         assert_eq!(b.len(), 2 * OFFSET_INDEX.entry_len);

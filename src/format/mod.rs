@@ -7,6 +7,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod frame;
 pub(crate) mod index;
+pub(crate) mod removed_streams;
 pub(crate) mod segment_header;
 
 pub(crate) use checkpoint::Checkpoint;

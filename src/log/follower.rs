@@ -96,21 +96,24 @@ impl Inner {
     /// (retention), so their maps are released (and their disk space with them, once no
     /// reader holds them) and `first_offset` moves on. Retention deletes from the front only
     /// and never the active segment.
-    fn drop_deleted_segments(&self) {
+    fn drop_deleted_segments(&self) -> Result<()> {
         let list = self.segments.read().clone();
         let gone = list.iter().take(list.len().saturating_sub(1)).take_while(|s| !s.paths.data.exists()).count();
         if gone > 0 {
+            // The writer counted the removed segments' stream events before removing them.
+            self.reload_removed_streams()?;
             self.edit_segments(|v| {
                 v.drain(..gone.min(v.len().saturating_sub(1)));
             });
         }
+        Ok(())
     }
 
     /// Follower: validate what the writer committed since the last look, drop the segments
     /// the writer's retention deleted, and pick up new segments.
     pub(super) fn follow(&self) -> Result<()> {
         let mut f = self.follower.lock();
-        self.drop_deleted_segments();
+        self.drop_deleted_segments()?;
         loop {
             let list = self.segments.read().clone();
             let Some(last) = list.last().cloned() else { return Ok(()) };

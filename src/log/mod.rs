@@ -6,6 +6,7 @@
 //! | `recovery`  | opening: discovery, validation, the recovery decision                |
 //! | `rewind`    | opening after a poisoned writer: back to its last durable point      |
 //! | `writer`    | append, roll, seal, retention                                        |
+//! | `stream`    | streams: reads by key, append with expected version and event ids    |
 //! | `sync`      | group commit, flush, checkpoint, background flusher, close           |
 //! | `read`      | reads by offset and time, segment facts                              |
 //! | `cursor`    | forward cursors and iterators                                        |
@@ -26,6 +27,7 @@ mod read;
 mod recovery;
 mod report;
 mod rewind;
+mod stream;
 mod sync;
 mod verify;
 mod writer;
@@ -36,6 +38,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::format::removed_streams::RemovedStreams;
 use crate::io::poison::Poison;
 use crate::io::DirLock;
 use crate::options::Options;
@@ -89,6 +92,11 @@ struct Inner {
     ckpt: Mutex<CkptState>,
     flusher_stop: Arc<(Mutex<bool>, Condvar)>,
     follower: Mutex<Follower>,
+    /// Stream versions known to the writer (taken under the writer lock; see `stream`).
+    versions: Mutex<stream::VersionCache>,
+    /// Events of each stream that retention removed (`removed-streams`); replaced whole,
+    /// before the segment list, by retention and by a follower that saw segments go.
+    removed: RwLock<Arc<RemovedStreams>>,
     report: OpenReport,
     lock: Mutex<Option<DirLock>>,
 }

@@ -23,6 +23,7 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{CorruptionKind, Error, IoContext, Location, Result};
+use crate::format::removed_streams::RemovedStreams;
 use crate::format::{Checkpoint, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
 use crate::io::mmap::SegmentMap;
@@ -31,6 +32,7 @@ use crate::io::{storage, DirLock};
 use crate::log::follower::Follower;
 use crate::log::report::OpenReport;
 use crate::log::rewind;
+use crate::log::stream::{self, VersionCache};
 use crate::log::sync::{spawn_flusher, CkptState, SyncState};
 use crate::log::writer::Writer;
 use crate::log::{Inner, Log};
@@ -127,12 +129,13 @@ fn read_checkpoint(dir: &Path) -> Result<CheckpointState> {
 /// `checkpoint.tmp`): the only `*.tmp` files a writer's open removes.
 fn is_own_tmp(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".tmp") else { return false };
-    if stem == CHECKPOINT_FILE {
+    if stem == CHECKPOINT_FILE || stem == stream::REMOVED_STREAMS_FILE {
         return true;
     }
     // Files of a segment rewrite that never got installed end in `.compact.tmp`.
     let stem = stem.strip_suffix(".compact").unwrap_or(stem);
-    let digits = ["log", "index", "timeindex"].iter().find_map(|ext| stem.strip_suffix(ext)?.strip_suffix('.'));
+    let digits =
+        ["log", "index", "timeindex", "keyindex"].iter().find_map(|ext| stem.strip_suffix(ext)?.strip_suffix('.'));
     digits.is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -544,6 +547,7 @@ impl Log {
         }
         // 2. discover
         let found = discover(dir)?;
+        let removed = stream::load_removed_streams(dir)?;
         let ckpt = found.ckpt.valid();
         let mut report = OpenReport {
             clean_shutdown: ckpt.is_some_and(|c| c.clean),
@@ -563,17 +567,17 @@ impl Log {
                         // Start again after everything the checkpoint vouched for, so that no
                         // offset it vouched for is ever reused.
                         report.missing = Some(location);
-                        Opened::empty(read_only, lock, report, Some(c.next_offset), &found).into_log(dir, opts)
+                        Opened::empty(read_only, lock, report, Some(c.next_offset), &found).into_log(dir, opts, removed)
                     }
                     Action::ReadOnly => {
                         report.missing = Some(location);
-                        Opened::empty(true, lock, report, None, &found).into_log(dir, opts)
+                        Opened::empty(true, lock, report, None, &found).into_log(dir, opts, removed)
                     }
                     _ => Err(Error::Corruption { location, kind: CorruptionKind::MissingData }),
                 };
             }
             // A new log.
-            return Opened::empty(read_only, lock, report, Some(0), &found).into_log(dir, opts);
+            return Opened::empty(read_only, lock, report, Some(0), &found).into_log(dir, opts, removed);
         }
         // 3. load
         let loaded = load(dir, &opts, &found, !read_only)?;
@@ -775,7 +779,8 @@ impl Log {
             // creating its successor), or a salvage set the damaged ones aside.
             Some(fresh_active_at.unwrap_or_else(|| segs.last().map_or(0, |s| s.next_offset())))
         };
-        Opened { read_only, lock, report, segs, writer, fresh_at: fresh, follow_state, last_ts }.into_log(dir, opts)
+        Opened { read_only, lock, report, segs, writer, fresh_at: fresh, follow_state, last_ts }
+            .into_log(dir, opts, removed)
     }
 }
 
@@ -936,7 +941,7 @@ impl Opened {
 
     /// Build the handle; create the active segment if there is none; record the recovered
     /// durable point in the checkpoint before anything new can be written.
-    fn into_log(self, dir: &Path, opts: Options) -> Result<Log> {
+    fn into_log(self, dir: &Path, opts: Options, removed: RemovedStreams) -> Result<Log> {
         let Opened { read_only, lock, report, segs, writer, fresh_at, follow_state, last_ts } = self;
         let next_offset = segs.last().map_or(fresh_at.unwrap_or(0), |s| s.next_offset());
         let inner = Arc::new(Inner {
@@ -963,6 +968,8 @@ impl Opened {
             }),
             flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
             follower: Mutex::new(Follower { st: follow_state }),
+            versions: Mutex::new(VersionCache::default()),
+            removed: parking_lot::RwLock::new(Arc::new(removed)),
             report,
             lock: Mutex::new(lock),
         });
@@ -1018,6 +1025,8 @@ mod tests {
             "00000000000000000042.log.tmp",
             "00000000000000000000.index.tmp",
             "00000000000000000007.timeindex.tmp",
+            "00000000000000000007.keyindex.tmp",
+            "removed-streams.tmp",
         ] {
             assert!(is_own_tmp(own), "{own}");
         }

@@ -5,6 +5,8 @@ use std::ops::Range;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
+use parking_lot::MutexGuard;
+
 use crate::error::{Error, Result};
 use crate::format::frame::DURABLE_MARK_LEN;
 use crate::format::{align_up, Checkpoint, SEGMENT_HEADER_LEN};
@@ -14,6 +16,7 @@ use crate::log::{Inner, Log};
 use crate::options::{Durability, MAX_SEGMENT_BYTES};
 use crate::record::Record;
 use crate::segment::{self, IndexEntry, SealInfo, Segment};
+use crate::stream::EVENT_ID_HEADER;
 use crate::time::now_us;
 
 pub(super) struct Writer {
@@ -96,7 +99,13 @@ impl Log {
                 w.unsealed = None;
             }
         }
+        // IMPORTANT: the removed segments' events are counted (durably) before the segments
+        // go, so that stream versions never move back; a crash in between leaves segments
+        // that are already counted, which stream reads skip.
+        inner.count_removed_streams(&list[..n], list[n].base_offset)?;
         *inner.segments.write() = Arc::new(list[n..].to_vec());
+        // Versions count the events in the log: those of the removed segments no longer do.
+        inner.versions.lock().clear();
         for s in &list[..n] {
             segment::remove_segment_files(&s.paths)?;
         }
@@ -107,6 +116,19 @@ impl Log {
 
 impl Inner {
     pub(super) fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
+        if let Some(index) = records.iter().position(|r| r.headers.iter().any(|h| h.name == EVENT_ID_HEADER)) {
+            return Err(Error::InvalidEvent {
+                index,
+                reason: "the event-id header is honoured only by append_to_stream",
+            });
+        }
+        let total = self.batch_bytes(records)?;
+        self.append_locked(self.writer.lock(), records, total)
+    }
+
+    /// Check a batch before taking the lock (a bad record changes nothing): its bytes in the
+    /// segment, durable mark included.
+    pub(super) fn batch_bytes(&self, records: &[Record<'_>]) -> Result<usize> {
         if records.is_empty() {
             return Err(Error::EmptyBatch);
         }
@@ -127,8 +149,17 @@ impl Inner {
         if records.len() as u64 > u32::MAX as u64 {
             return Err(Error::BatchTooLarge { size: total, max: max_batch });
         }
-        let total = total as usize;
-        let mut g = self.writer.lock();
+        Ok(total as usize)
+    }
+
+    /// Append a checked batch of `total` bytes (see [`Inner::batch_bytes`]) under the writer
+    /// lock `g`, which this releases.
+    pub(super) fn append_locked(
+        &self,
+        mut g: MutexGuard<'_, Option<Writer>>,
+        records: &[Record<'_>],
+        total: usize,
+    ) -> Result<Range<u64>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -274,6 +305,7 @@ impl Inner {
         let entries = old.active_entries();
         let info = SealInfo { end_pos: u.end_pos as u64, next_offset: u.next_offset, max_ts: u.last_ts };
         segment::write_sealed_index_files(&old.paths, old.base_offset, self.opts.index_interval_bytes, &entries, info)?;
+        segment::write_key_index_file(&old.paths, old.base_offset, &old.key_entries()?, info)?;
         // IMPORTANT: the renames of the sealed index files are durable only after this.
         fsutil::fsync_dir(&self.dir)?;
         if let Some(sealed) = old.reopen_sealed(u.end_pos)? {

@@ -185,7 +185,9 @@ impl BuiltSegment {
     /// Swap the built files in place of the segment's files (order in the module docs).
     pub fn install(self) -> Result<()> {
         let kinds: [IndexKind; 2] = [crate::format::index::OFFSET_INDEX, crate::format::index::TIME_INDEX];
-        for kind in kinds {
+        // The key index of the old records is not rebuilt here: it is derived data, built
+        // again from the new records when first needed.
+        for kind in [kinds[0], kinds[1], crate::format::index::KEY_INDEX] {
             let p = self.paths.index(kind);
             match fs::remove_file(p) {
                 Ok(()) => {}

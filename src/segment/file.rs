@@ -49,7 +49,7 @@ pub(crate) fn create_segment_file(dir: &Path, base: u64, created_us: u64, capaci
 /// Remove a segment's files (data first, so a crash never leaves indexes without data that a
 /// later open would misread; stray index files are ignored and overwritten).
 pub(crate) fn remove_segment_files(paths: &SegmentPaths) -> Result<()> {
-    for p in [&paths.data, &paths.offset_index, &paths.time_index] {
+    for p in [&paths.data, &paths.offset_index, &paths.time_index, &paths.key_index] {
         storage::remove(p)?;
     }
     Ok(())

@@ -156,6 +156,11 @@ impl<E: IndexEntryCodec> MappedIndex<E> {
         self.count
     }
 
+    /// The bytes of all entries (what follows the header).
+    pub fn entry_bytes(&self) -> &[u8] {
+        &self.map.published_bytes()[INDEX_HEADER_LEN..]
+    }
+
     /// Entry `i` (`i < len()`).
     #[inline]
     pub fn get(&self, i: usize) -> E {
@@ -230,7 +235,13 @@ impl SegIndex {
 }
 
 /// The header of a segment's index files; `seal` fills the sealed fields.
-fn index_header(kind: IndexKind, base: u64, interval: u32, count: usize, seal: Option<SealInfo>) -> IndexHeader {
+pub(crate) fn index_header(
+    kind: IndexKind,
+    base: u64,
+    interval: u32,
+    count: usize,
+    seal: Option<SealInfo>,
+) -> IndexHeader {
     let s = seal.unwrap_or(SealInfo { end_pos: 0, next_offset: 0, max_ts: 0 });
     IndexHeader {
         kind,
@@ -396,7 +407,7 @@ pub(crate) fn read_active_index(paths: &SegmentPaths, base: u64, trusted_pos: us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{le_u32, le_u64, put_u32, put_u64};
+    use crate::format::index::KeyEntry;
 
     fn naive(keys: &[u64], t: u64) -> usize {
         keys.iter().filter(|&&k| k <= t).count()
@@ -420,29 +431,8 @@ mod tests {
         }
     }
 
-    /// A kind the log does not have yet, defined the way a key index would be: an entry type
-    /// and its kind. Files of it are written, mapped and searched with the generic pieces.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    struct KeyEntry {
-        hash: u64,
-        rel: u32,
-        pos: u32,
-    }
-
-    impl IndexEntryCodec for KeyEntry {
-        const KIND: IndexKind = IndexKind { magic: *b"TDLGKIX\0", entry_len: 16 };
-        fn put(&self, out: &mut [u8]) {
-            put_u64(out, 0, self.hash);
-            put_u32(out, 8, self.rel);
-            put_u32(out, 12, self.pos);
-        }
-        fn get(b: &[u8]) -> Self {
-            KeyEntry { hash: le_u64(b, 0), rel: le_u32(b, 8), pos: le_u32(b, 12) }
-        }
-    }
-
     #[test]
-    fn a_new_kind_of_index_is_an_entry_type_and_its_kind() {
+    fn a_third_kind_of_index_is_an_entry_type_and_its_kind() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000100.keyindex");
         let entries: Vec<KeyEntry> =

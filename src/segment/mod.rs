@@ -6,12 +6,14 @@
 //! | `paths`     | file names                                                 |
 //! | `file`      | the data file: header, creation, removal                   |
 //! | `index`     | the sparse offset and time indexes, active and sealed      |
+//! | `keys`      | the key index: records by key hash, in memory or `.keyindex` |
 //! | `scan`      | the validating scan, torn-tail and damage probes           |
 //! | `read`      | finding a record by offset or time                         |
 
 pub(crate) mod builder;
 pub(crate) mod file;
 pub(crate) mod index;
+pub(crate) mod keys;
 pub(crate) mod paths;
 pub(crate) mod read;
 pub(crate) mod scan;
@@ -26,12 +28,14 @@ use parking_lot::RwLock;
 use crate::error::{IoContext, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::io::mmap::{MapWriter, SegmentMap};
+use crate::segment::keys::SegKeys;
 
 pub(crate) use file::{create_segment_file, open_data_file, remove_segment_files};
 pub(crate) use index::{
     append_active_index_entries, open_index_files_for_append, open_sealed_index, read_active_index,
     write_active_index_files, write_sealed_index_files, ActiveIndex, IndexEntry, SealInfo, SealedIndex, SegIndex,
 };
+pub(crate) use keys::write_key_index_file;
 pub(crate) use paths::{parse_segment_name, SegmentPaths};
 pub(crate) use read::Located;
 pub(crate) use scan::{
@@ -46,6 +50,8 @@ pub(crate) struct Segment {
     pub paths: SegmentPaths,
     pub map: Arc<SegmentMap>,
     pub index: SegIndex,
+    /// Where the records of each key are (see `keys`).
+    keys: SegKeys,
     /// One past the last published offset in this segment.
     next_offset: AtomicU64,
     /// Timestamp of the last published record (timestamps never decrease).
@@ -78,7 +84,12 @@ pub(crate) struct SparseEnd {
 
 impl Segment {
     fn new(id: SegmentId, map: Arc<SegmentMap>, index: SegIndex, next_offset: u64, max_ts: u64) -> Segment {
+        let keys = match index {
+            SegIndex::Sealed(_) => SegKeys::unopened(),
+            SegIndex::Active(_) => SegKeys::growing(id.base_offset),
+        };
         Segment {
+            keys,
             base_offset: id.base_offset,
             created_us: id.created_us,
             paths: id.paths,

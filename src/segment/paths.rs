@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::format::index::{IndexKind, OFFSET_INDEX, TIME_INDEX};
+use crate::format::index::{IndexKind, KEY_INDEX, OFFSET_INDEX, TIME_INDEX};
 
 /// File names of a segment.
 #[derive(Debug, Clone)]
@@ -10,6 +10,7 @@ pub(crate) struct SegmentPaths {
     pub data: PathBuf,
     pub offset_index: PathBuf,
     pub time_index: PathBuf,
+    pub key_index: PathBuf,
 }
 
 impl SegmentPaths {
@@ -17,6 +18,8 @@ impl SegmentPaths {
     pub fn index(&self, kind: IndexKind) -> &Path {
         if kind == TIME_INDEX {
             &self.time_index
+        } else if kind == KEY_INDEX {
+            &self.key_index
         } else {
             debug_assert_eq!(kind, OFFSET_INDEX);
             &self.offset_index
@@ -28,6 +31,7 @@ impl SegmentPaths {
             data: dir.join(format!("{base:020}.log")),
             offset_index: dir.join(format!("{base:020}.index")),
             time_index: dir.join(format!("{base:020}.timeindex")),
+            key_index: dir.join(format!("{base:020}.keyindex")),
         }
     }
 }

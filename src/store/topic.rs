@@ -11,8 +11,8 @@ use super::attached::Attached;
 use super::signal::{instant_after, Signal};
 use super::StoreShared;
 use crate::error::{Error, Result};
+use crate::{ExpectedVersion, OwnedRecord, Record, StreamEvent};
 use crate::{Iter, Log, SegmentInfo};
-use crate::{OwnedRecord, Record};
 
 pub(crate) struct TopicInner {
     store: Arc<StoreShared>,
@@ -158,6 +158,47 @@ impl Topic {
         match self.inner.writer.read().as_ref() {
             Some(w) => w.sync(),
             None => Ok(()),
+        }
+    }
+
+    /// Append `records` to the stream `key` with an expected version (see
+    /// [`Log::append_to_stream`]). Blocked pollers wake as for [`Topic::publish_batch`].
+    pub fn append_to_stream(
+        &self,
+        key: &[u8],
+        expected: ExpectedVersion,
+        records: &[Record<'_>],
+    ) -> Result<Range<u64>> {
+        let log = self.writer()?;
+        let r = log.append_to_stream(key, expected, records)?;
+        self.inner.signal.notify();
+        Ok(r)
+    }
+
+    /// The version of the stream `key` (see [`Log::stream_version`]); 0 while the topic
+    /// does not exist.
+    pub fn stream_version(&self, key: &[u8]) -> Result<u64> {
+        match self.reader()? {
+            Some((log, _)) => log.stream_version(key),
+            None => Ok(0),
+        }
+    }
+
+    /// Up to `max` events of the stream `key` from version `from` on (see
+    /// [`Log::read_stream`]).
+    pub fn read_stream(&self, key: &[u8], from: u64, max: usize) -> Result<Vec<StreamEvent>> {
+        match self.reader()? {
+            Some((log, _)) => log.read_stream(key, from, max),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Up to `max` events of the stream `key`, newest first (see
+    /// [`Log::read_stream_backward`]).
+    pub fn read_stream_backward(&self, key: &[u8], max: usize) -> Result<Vec<StreamEvent>> {
+        match self.reader()? {
+            Some((log, _)) => log.read_stream_backward(key, max),
+            None => Ok(Vec::new()),
         }
     }
 
