@@ -178,16 +178,19 @@ pub(crate) fn index_file_bytes<E: IndexEntryCodec>(
     out
 }
 
-/// Read a whole index file of this kind for segment `base` (an active index: entries are
-/// taken as far as the file holds whole ones). `None` if it is missing or its header is off.
-pub(crate) fn read_index_file<E: IndexEntryCodec>(path: &Path, base: u64) -> Option<Vec<E>> {
+/// Read a whole index file of kind `E` for segment `base` (an active index: entries are
+/// taken as far as the file holds whole ones): the file's bytes, whose entries follow
+/// [`INDEX_HEADER_LEN`], and how many whole entries it holds. Entries are decoded where they
+/// are used (`entry_at`), so that a clean open allocates the file once, not once more per
+/// decoded copy. `None` if the file is missing or its header is off.
+pub(crate) fn read_index_file<E: IndexEntryCodec>(path: &Path, base: u64) -> Option<(Vec<u8>, usize)> {
     let b = fs::read(path).ok()?;
     let h = IndexHeader::decode(&b, E::KIND)?;
     if h.base_offset != base {
         return None;
     }
-    let body = &b[INDEX_HEADER_LEN..];
-    Some((0..body.len() / E::KIND.entry_len).map(|i| entry_at(body, i)).collect())
+    let n = (b.len() - INDEX_HEADER_LEN) / E::KIND.entry_len;
+    Some((b, n))
 }
 
 /// Write `entries` into the open index file at `path` after its first `persisted` entries.
@@ -386,14 +389,16 @@ pub(crate) fn open_sealed_index(id: &SegmentId, capacity: u64) -> Option<(Sealed
 /// (entries past the last checkpoint may not have reached the disk). Entries must be
 /// strictly increasing; reading stops at the first that is not.
 pub(crate) fn read_active_index(paths: &SegmentPaths, base: u64, trusted_pos: usize) -> Vec<IndexEntry> {
-    let (Some(o), Some(t)) = (
+    let (Some((o, on)), Some((t, tn))) = (
         read_index_file::<OffsetEntry>(&paths.offset_index, base),
         read_index_file::<TimeEntry>(&paths.time_index, base),
     ) else {
         return Vec::new();
     };
-    let mut out: Vec<IndexEntry> = Vec::with_capacity(o.len().min(t.len()));
-    for (oe, te) in o.iter().zip(&t) {
+    let (o, t) = (&o[INDEX_HEADER_LEN..], &t[INDEX_HEADER_LEN..]);
+    let mut out: Vec<IndexEntry> = Vec::with_capacity(on.min(tn));
+    for i in 0..on.min(tn) {
+        let (oe, te): (OffsetEntry, TimeEntry) = (entry_at(o, i), entry_at(t, i));
         let e = IndexEntry { rel: oe.rel, pos: oe.pos, ts: te.ts };
         let increasing = out.last().is_none_or(|p| e.rel > p.rel && e.pos > p.pos && e.ts >= p.ts);
         if te.rel != e.rel || !increasing || (e.pos as usize) < SEGMENT_HEADER_LEN || e.pos as usize >= trusted_pos {
