@@ -62,10 +62,19 @@ pub(crate) const DURABLE_MARK_LEN: usize = 8;
 /// field before the frame is complete (followers read it as "the frame is ready").
 #[inline]
 pub(crate) fn frame_crc(frame_len: u32, after_crc: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crc_hasher();
     h.update(&frame_len.to_le_bytes());
     h.update(after_crc);
     h.finalize()
+}
+
+/// A fresh CRC-32 hasher. `crc32fast::Hasher::new` detects the CPU's features each time
+/// (a few dozen instructions, per record on the append and read paths); the detected hasher
+/// is made once and copied.
+#[inline]
+fn crc_hasher() -> crc32fast::Hasher {
+    static PROTOTYPE: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    PROTOTYPE.get_or_init(crc32fast::Hasher::new).clone()
 }
 
 /// What a frame's body holds, for encoding.
@@ -84,6 +93,7 @@ pub(crate) struct FrameBody<'a, H> {
 /// the caller stores last (see the publication protocol in `io::mmap`): the checksum is
 /// computed over the length `dst.len()`, so the caller must store exactly that length.
 /// The caller has sized `dst` from the same key, headers and payload.
+#[inline]
 pub(crate) fn encode_frame<'a, H>(
     dst: &mut [u8],
     body: FrameBody<'a, H>,
