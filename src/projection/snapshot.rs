@@ -20,6 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{CorruptionKind, Error, Result};
+use crate::format::{le_u32, le_u64};
 
 /// File magic of a projection snapshot.
 pub(crate) const MAGIC: [u8; 8] = *b"TDLGSNAP";
@@ -150,16 +151,16 @@ pub(crate) fn check_header(path: &Path, head: &[u8], file_len: u64) -> Result<us
     if head.len() < HEADER_LEN || file_len < (HEADER_LEN + CRC_LEN) as u64 {
         return Err(corrupt(0, CorruptionKind::BadLength { len: file_len, available: file_len }));
     }
-    if head[MAGIC_AT..MAGIC_AT + 8] != MAGIC || u32_at(head, VERSION_AT) != SNAPSHOT_FORMAT_VERSION {
+    if head[MAGIC_AT..MAGIC_AT + 8] != MAGIC || le_u32(head, VERSION_AT) != SNAPSHOT_FORMAT_VERSION {
         return Err(corrupt(MAGIC_AT, CorruptionKind::BadMagic));
     }
     // Both lengths are checked against what the file holds before any arithmetic with them.
     let room = file_len - (HEADER_LEN + CRC_LEN) as u64;
-    let name_len = u64::from(u32_at(head, NAME_LEN_AT));
+    let name_len = u64::from(le_u32(head, NAME_LEN_AT));
     if name_len == 0 || name_len > SNAPSHOT_MAX_NAME_LEN as u64 || name_len > room {
         return Err(corrupt(NAME_LEN_AT, CorruptionKind::BadLength { len: name_len, available: room }));
     }
-    let payload_len = u64_at(head, PAYLOAD_LEN_AT);
+    let payload_len = le_u64(head, PAYLOAD_LEN_AT);
     if payload_len != room - name_len {
         return Err(corrupt(
             PAYLOAD_LEN_AT,
@@ -176,16 +177,16 @@ pub(crate) fn decode<'a>(path: &Path, b: &'a [u8]) -> Result<Decoded<'a>> {
     let corrupt = |at: usize, kind| Error::corrupt(path, at as u64, kind);
     let name_len = check_header(path, b, b.len() as u64)?;
     let crc_at = b.len() - CRC_LEN;
-    let expected = u32_at(b, crc_at);
+    let expected = le_u32(b, crc_at);
     let got = crc32fast::hash(&b[..crc_at]);
     if got != expected {
         return Err(corrupt(crc_at, CorruptionKind::ChecksumMismatch { got, expected }));
     }
     // Fields the checksum vouches for, checked for consistency anyway (a bug in a writer).
-    let position = u64_at(b, POSITION_AT);
-    let records = u64_at(b, RECORDS_AT);
-    let last_offset = u64_at(b, LAST_OFFSET_AT);
-    let last = (last_offset != NO_RECORD).then(|| (last_offset, u64_at(b, LAST_TS_AT)));
+    let position = le_u64(b, POSITION_AT);
+    let records = le_u64(b, RECORDS_AT);
+    let last_offset = le_u64(b, LAST_OFFSET_AT);
+    let last = (last_offset != NO_RECORD).then(|| (last_offset, le_u64(b, LAST_TS_AT)));
     if last.is_some_and(|(o, _)| o >= position) {
         return Err(corrupt(LAST_OFFSET_AT, CorruptionKind::BadField("last_offset")));
     }
@@ -197,24 +198,10 @@ pub(crate) fn decode<'a>(path: &Path, b: &'a [u8]) -> Result<Decoded<'a>> {
     let name_end = HEADER_LEN + name_len;
     Ok(Decoded {
         name: &b[HEADER_LEN..name_end],
-        fingerprint: u64_at(b, FINGERPRINT_AT),
+        fingerprint: le_u64(b, FINGERPRINT_AT),
         coverage: Coverage { position, records, last },
         payload: &b[name_end..crc_at],
     })
-}
-
-/// Read a little-endian `u32` at `at`; the caller has checked that the bytes exist.
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(x)
-}
-
-/// Read a little-endian `u64` at `at`; the caller has checked that the bytes exist.
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 //! | 68 | .. | topic, group, reason (UTF-8), the event's key |
 
 use super::{DeadLetter, DeadLetterCause, DeadLetterMeta, DeadLetterStatus};
+use crate::format::{le_u16, le_u32, le_u64};
 use crate::OwnedRecord;
 
 const MAGIC: [u8; 4] = *b"TDLM";
@@ -92,33 +93,17 @@ pub(crate) fn encode(event: &OwnedRecord, meta: &DeadLetterMeta<'_>, reason: &st
     b
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(x)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
-}
-
 /// Decode a format-2 dead-letter record; on failure, the name of the field that is wrong.
 pub(crate) fn decode(rec: OwnedRecord) -> Result<DeadLetter, &'static str> {
     let b = rec.key.as_deref().ok_or("dead-letter metadata")?;
     if b.len() < FIXED_LEN || b[..4] != MAGIC {
         return Err("dead-letter metadata");
     }
-    if u16_at(b, VERSION_AT) != VERSION {
+    if le_u16(b, VERSION_AT) != VERSION {
         return Err("dead-letter metadata version");
     }
-    let flags = u16_at(b, FLAGS_AT);
-    if flags & !(FLAG_KEY | FLAG_REDRIVE_OF) != 0 || b[CAUSE_AT + 1] != 0 || u16_at(b, GROUP_LEN_AT + 2) != 0 {
+    let flags = le_u16(b, FLAGS_AT);
+    if flags & !(FLAG_KEY | FLAG_REDRIVE_OF) != 0 || b[CAUSE_AT + 1] != 0 || le_u16(b, GROUP_LEN_AT + 2) != 0 {
         return Err("dead-letter metadata flags");
     }
     let cause = match b[CAUSE_AT] {
@@ -129,10 +114,10 @@ pub(crate) fn decode(rec: OwnedRecord) -> Result<DeadLetter, &'static str> {
     // Lengths are checked against what is there before they are used: the four must add up
     // to exactly the bytes after the fixed part.
     let lens = [
-        u64::from(u16_at(b, TOPIC_LEN_AT)),
-        u64::from(u16_at(b, GROUP_LEN_AT)),
-        u64::from(u32_at(b, REASON_LEN_AT)),
-        u64::from(u32_at(b, KEY_LEN_AT)),
+        u64::from(le_u16(b, TOPIC_LEN_AT)),
+        u64::from(le_u16(b, GROUP_LEN_AT)),
+        u64::from(le_u32(b, REASON_LEN_AT)),
+        u64::from(le_u32(b, KEY_LEN_AT)),
     ];
     if lens.iter().sum::<u64>() != (b.len() - FIXED_LEN) as u64 {
         return Err("dead-letter metadata lengths");
@@ -153,23 +138,23 @@ pub(crate) fn decode(rec: OwnedRecord) -> Result<DeadLetter, &'static str> {
         0 => return Err("dead-letter key"),
         _ => Some(key.to_vec()),
     };
-    let source_offset = u64_at(b, SOURCE_OFFSET_AT);
+    let source_offset = le_u64(b, SOURCE_OFFSET_AT);
     Ok(DeadLetter {
         dlq_offset: rec.offset,
         topic,
         group,
         source_offset,
-        attempts: u32_at(b, ATTEMPTS_AT),
+        attempts: le_u32(b, ATTEMPTS_AT),
         cause,
         reason,
-        first_failure_us: u64_at(b, FIRST_FAILURE_AT),
-        last_failure_us: u64_at(b, LAST_FAILURE_AT),
+        first_failure_us: le_u64(b, FIRST_FAILURE_AT),
+        last_failure_us: le_u64(b, LAST_FAILURE_AT),
         dead_lettered_us: rec.timestamp_us,
-        redrive_of: (flags & FLAG_REDRIVE_OF != 0).then(|| u64_at(b, REDRIVE_OF_AT)),
+        redrive_of: (flags & FLAG_REDRIVE_OF != 0).then(|| le_u64(b, REDRIVE_OF_AT)),
         status: DeadLetterStatus::Parked,
         record: OwnedRecord {
             offset: source_offset,
-            timestamp_us: u64_at(b, SOURCE_TS_AT),
+            timestamp_us: le_u64(b, SOURCE_TS_AT),
             key,
             headers: rec.headers,
             payload: rec.payload,

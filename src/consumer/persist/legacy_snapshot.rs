@@ -11,6 +11,7 @@ use super::projection::{SnapEntry, Snapshot};
 use super::LEGACY_SNAPSHOT_FILE;
 use crate::codec;
 use crate::error::{CorruptionKind, Error, Result};
+use crate::format::{le_u32, le_u64};
 
 pub(crate) const SNAPSHOT_MAGIC: [u8; 8] = *b"TDLGGRPS";
 /// Newest version: version 2 appends `dead_letter_format_from` to the payload.
@@ -106,18 +107,6 @@ fn snapshot_crc(b: &[u8]) -> u32 {
     h.update(&b[..CRC_AT]);
     h.update(&b[CRC_AT + 4..]);
     h.finalize()
-}
-
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(x)
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
 }
 
 /// Read the snapshot file of earlier releases in a group directory, if there is one.
