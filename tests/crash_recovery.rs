@@ -125,7 +125,10 @@ fn build(shutdown: Shutdown) -> Built {
     let mut mid_checkpoint = None;
     for (i, &n) in TAIL.iter().enumerate() {
         if i == 2 && shutdown == Shutdown::UncleanMidCheckpoint {
-            // A flush writes a checkpoint once a second at most (log.rs CHECKPOINT_EVERY).
+            // `sync` writes a checkpoint for what it flushed; a flush writes the active index
+            // files with it at most once a second (log/sync.rs CHECKPOINT_EVERY), and only
+            // then does the open check just the last index interval before the checkpoint
+            // (records before that stretch are trusted: the `Trusted` outcome).
             std::thread::sleep(Duration::from_millis(1100));
             log.sync().unwrap();
             mid_checkpoint = Some(fs::read(dir.join("checkpoint")).unwrap());

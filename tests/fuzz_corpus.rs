@@ -152,7 +152,7 @@ fn crc32(parts: &[&[u8]]) -> u32 {
     !c
 }
 
-/// A frame with the given fields and a valid checksum (layout in src/format.rs).
+/// A frame with the given fields and a valid checksum (layout in src/format/frame.rs).
 fn craft_frame(offset: u64, key_len: u32, headers_len: u32, flags: u16, reserved: u16, body: &[u8]) -> Vec<u8> {
     let len = 40 + body.len();
     let mut f = vec![0u8; len];
