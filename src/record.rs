@@ -29,13 +29,17 @@ pub struct Record<'a> {
     pub headers: &'a [Header<'a>],
     /// Payload bytes; empty is allowed.
     pub payload: &'a [u8],
+    /// The record marks its key as deleted (a tombstone): key compaction keeps no older
+    /// record of the key and drops the tombstone itself after the topic's delete retention.
+    /// A tombstone must carry a key.
+    pub tombstone: bool,
 }
 
 impl<'a> Record<'a> {
     /// A record with this payload, no key and no headers.
     #[must_use]
     pub fn new(payload: &'a [u8]) -> Record<'a> {
-        Record { key: None, headers: &[], payload }
+        Record { key: None, headers: &[], payload, tombstone: false }
     }
 
     /// Set the key.
@@ -49,6 +53,13 @@ impl<'a> Record<'a> {
     #[must_use]
     pub fn headers(mut self, headers: &'a [Header<'a>]) -> Record<'a> {
         self.headers = headers;
+        self
+    }
+
+    /// Mark the record as a tombstone for its key (see [`Record::tombstone`](#structfield.tombstone)).
+    #[must_use]
+    pub fn tombstone(mut self) -> Record<'a> {
+        self.tombstone = true;
         self
     }
 
@@ -93,7 +104,7 @@ impl<'a> Record<'a> {
     ) {
         let body = FrameBody {
             durable_mark,
-            tombstone: false,
+            tombstone: self.tombstone,
             key: self.key,
             headers: self.headers.iter().map(|h| (h.name, h.value)),
             payload: self.payload,
@@ -178,6 +189,7 @@ impl<'a> RecordView<'a> {
             key: self.key.map(<[u8]>::to_vec),
             headers: self.headers().map(|h| (h.name.to_owned(), h.value.to_vec())).collect(),
             payload: self.payload.to_vec(),
+            tombstone: self.tombstone,
         }
     }
 }
@@ -233,6 +245,8 @@ pub struct OwnedRecord {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The payload.
     pub payload: Vec<u8>,
+    /// True if the record is a tombstone for its key.
+    pub tombstone: bool,
 }
 
 impl OwnedRecord {
@@ -255,6 +269,10 @@ impl OwnedRecord {
     /// The headers, in order, as [`RecordView::headers`] yields them.
     pub fn headers(&self) -> impl ExactSizeIterator<Item = Header<'_>> + Clone + '_ {
         self.headers.iter().map(|(name, value)| Header { name, value })
+    }
+    /// True if the record is a tombstone: it marks its key as deleted.
+    pub fn is_tombstone(&self) -> bool {
+        self.tombstone
     }
     /// The first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {

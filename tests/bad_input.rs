@@ -501,3 +501,17 @@ fn batch_larger_than_a_segment_is_accepted() {
     drop(log);
     check(&Log::open_read_only(&dir, opts().segment_bytes(seg)).unwrap());
 }
+
+/// A tombstone marks a key as deleted, so one without a key means nothing: the batch is
+/// refused whole and the log is unchanged. A keyed tombstone is stored with its flag.
+#[test]
+fn a_tombstone_without_a_key_is_refused_and_a_keyed_one_keeps_its_flag() {
+    let (_tmp, log) = new_log(opts());
+    let err = log.append_batch(&[Record::new(b"a").key(b"k"), Record::new(b"").tombstone()]).unwrap_err();
+    assert!(matches!(err, Error::InvalidEvent { index: 1, .. }), "{err:?}");
+    assert_eq!(log.next_offset(), 0);
+    let at = log.append(Record::new(b"").key(b"k").tombstone()).unwrap();
+    let plain = log.append(Record::new(b"v").key(b"k")).unwrap();
+    assert!(log.read(at).unwrap().is_tombstone());
+    assert!(!log.read(plain).unwrap().is_tombstone());
+}

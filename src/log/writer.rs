@@ -137,7 +137,10 @@ impl Inner {
         }
         // Size everything before taking the lock: a bad record changes nothing.
         let mut total: u64 = 0;
-        for r in records {
+        for (index, r) in records.iter().enumerate() {
+            if r.tombstone && r.key.is_none() {
+                return Err(Error::InvalidEvent { index, reason: "a tombstone must carry a key" });
+            }
             total += align_up(r.frame_len(self.opts.max_record_bytes)?) as u64;
         }
         // Room for a durable mark on the first record (see `format::frame`).

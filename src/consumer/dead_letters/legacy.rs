@@ -80,6 +80,8 @@ pub(crate) fn decode(rec: OwnedRecord) -> Result<DeadLetter, &'static str> {
             key: rec.key,
             headers,
             payload: rec.payload,
+            // Format 1 predates tombstones.
+            tombstone: false,
         },
     })
 }
@@ -95,6 +97,7 @@ mod tests {
             key: None,
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect(),
             payload: b"p".to_vec(),
+            tombstone: false,
         }
     }
 

@@ -250,6 +250,8 @@ mod tests {
             key: key.map(<[u8]>::to_vec),
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(),
             payload: b"payload".to_vec(),
+            // One case of the round trip is a tombstone: its flag must survive.
+            tombstone: key.is_some_and(<[u8]>::is_empty),
         }
     }
 
@@ -275,6 +277,7 @@ mod tests {
             key: Some(key),
             headers: ev.headers.clone(),
             payload: ev.payload.clone(),
+            tombstone: false,
         }
     }
 

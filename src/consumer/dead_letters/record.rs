@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 0 | 4 | magic `TDLM` |
 //! | 4 | 2 | version `2` |
-//! | 6 | 2 | flags: bit 0 the event had a key, bit 1 `redrive_of` is set |
+//! | 6 | 2 | flags: bit 0 the event had a key, bit 1 `redrive_of` is set, bit 2 the event was a tombstone |
 //! | 8 | 8 | source offset |
 //! | 16 | 8 | source timestamp (µs) |
 //! | 24 | 8 | first failure (µs) |
@@ -49,6 +49,7 @@ const _: () = assert!(FIXED_LEN == 68);
 
 const FLAG_KEY: u16 = 1;
 const FLAG_REDRIVE_OF: u16 = 2;
+const FLAG_TOMBSTONE: u16 = 4;
 
 fn cause_code(c: DeadLetterCause) -> u8 {
     match c {
@@ -67,6 +68,9 @@ pub(crate) fn encode(event: &OwnedRecord, meta: &DeadLetterMeta<'_>, reason: &st
     }
     if meta.redrive_of.is_some() {
         flags |= FLAG_REDRIVE_OF;
+    }
+    if event.tombstone {
+        flags |= FLAG_TOMBSTONE;
     }
     let mut b = Vec::with_capacity(FIXED_LEN + meta.topic.len() + meta.group.len() + reason.len() + key.len());
     b.extend_from_slice(&MAGIC);
@@ -103,7 +107,10 @@ pub(crate) fn decode(rec: OwnedRecord) -> Result<DeadLetter, &'static str> {
         return Err("dead-letter metadata version");
     }
     let flags = le_u16(b, FLAGS_AT);
-    if flags & !(FLAG_KEY | FLAG_REDRIVE_OF) != 0 || b[CAUSE_AT + 1] != 0 || le_u16(b, GROUP_LEN_AT + 2) != 0 {
+    if flags & !(FLAG_KEY | FLAG_REDRIVE_OF | FLAG_TOMBSTONE) != 0
+        || b[CAUSE_AT + 1] != 0
+        || le_u16(b, GROUP_LEN_AT + 2) != 0
+    {
         return Err("dead-letter metadata flags");
     }
     let cause = match b[CAUSE_AT] {
@@ -158,6 +165,7 @@ pub(crate) fn decode(rec: OwnedRecord) -> Result<DeadLetter, &'static str> {
             key,
             headers: rec.headers,
             payload: rec.payload,
+            tombstone: flags & FLAG_TOMBSTONE != 0,
         },
     })
 }
