@@ -310,6 +310,20 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A record read as a state envelope (event-carried state transfer) is not one, or is
+    /// damaged: located by its log (when the reader knew it), its offset and the byte of its
+    /// payload where the envelope goes wrong. Nothing was written.
+    #[error("record at offset {offset}{} is not a valid state envelope (payload byte {position}): {kind}", log.as_ref().map(|l| format!(" of log {}", l.display())).unwrap_or_default())]
+    InvalidEnvelope {
+        /// The log directory, when known (`None` from `Envelope::decode` of a bare record).
+        log: Option<PathBuf>,
+        /// The record's offset.
+        offset: u64,
+        /// Byte position within the record's payload.
+        position: u64,
+        /// What is wrong.
+        kind: CorruptionKind,
+    },
 }
 
 impl Error {

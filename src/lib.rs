@@ -57,6 +57,7 @@ mod options;
 mod projection;
 mod record;
 mod segment;
+mod state_transfer;
 mod store;
 mod stream;
 #[doc(hidden)]
@@ -79,6 +80,9 @@ pub use crate::projection::{
     SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAX_NAME_LEN,
 };
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
+pub use crate::state_transfer::{
+    Before, Envelope, LatestState, Op, Published, ENVELOPE_HEADER_LEN, ENVELOPE_MAGIC, ENVELOPE_VERSION,
+};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
 

@@ -13,6 +13,7 @@ use super::StoreShared;
 use crate::error::{Error, Result};
 use crate::{ExpectedVersion, OwnedRecord, Record, StreamEvent};
 use crate::{Iter, Log, SegmentInfo};
+use crate::{LatestState, Published};
 
 pub(crate) struct TopicInner {
     store: Arc<StoreShared>,
@@ -199,6 +200,31 @@ impl Topic {
         match self.reader()? {
             Some((log, _)) => log.read_stream_backward(key, max),
             None => Ok(Vec::new()),
+        }
+    }
+
+    /// Publish `state` as the new state of `key`, `before` filled from its latest state (see
+    /// [`Log::publish_state`]). Blocked pollers wake as for [`Topic::publish_batch`].
+    pub fn publish_state(&self, key: &[u8], state: &[u8]) -> Result<Published> {
+        let r = self.writer()?.publish_state(key, state)?;
+        self.inner.signal.notify();
+        Ok(r)
+    }
+
+    /// Delete the state of `key` with a tombstone carrying its last state (see
+    /// [`Log::delete_state`]). Blocked pollers wake as for [`Topic::publish_batch`].
+    pub fn delete_state(&self, key: &[u8]) -> Result<Published> {
+        let r = self.writer()?.delete_state(key)?;
+        self.inner.signal.notify();
+        Ok(r)
+    }
+
+    /// The latest state of `key` (see [`Log::latest_state`]); absent while the topic does not
+    /// exist.
+    pub fn latest_state(&self, key: &[u8]) -> Result<LatestState> {
+        match self.reader()? {
+            Some((log, _)) => log.latest_state(key),
+            None => Ok(LatestState::Absent),
         }
     }
 
