@@ -16,6 +16,8 @@ mod info;
 mod locate;
 mod progress;
 mod render;
+mod snapshot;
+mod stream;
 mod tail;
 mod time;
 mod verify;
@@ -67,6 +69,12 @@ enum Command {
     Consumers(consumers::ConsumersArgs),
     /// List or redrive a consumer group's dead letters.
     Dlq(dlq::DlqArgs),
+    /// Print one stream's events (the records of one key) with versions, offsets, times and
+    /// decoded state envelopes (op, before, after).
+    #[command(override_usage = "tidelog stream [OPTIONS] LOG KEY\n       tidelog stream [OPTIONS] STORE TOPIC KEY")]
+    Stream(stream::Args),
+    /// List, verify, prune snapshot directories; create a consumer group's state snapshot.
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +103,8 @@ fn main() -> ExitCode {
         Command::Tail(args) => tail::run_tail(ctx, args),
         Command::Consumers(args) => consumers::run_consumers(ctx, args),
         Command::Dlq(args) => dlq::run_dlq(ctx, args),
+        Command::Stream(args) => stream::run(ctx, args),
+        Command::Snapshot(args) => snapshot::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),

@@ -90,6 +90,8 @@ pub struct SnapshotInfo {
     pub last_timestamp_us: u64,
     /// Bytes of the projection's payload.
     pub payload_bytes: u64,
+    /// The name of the projection that wrote it (lossy if it is not UTF-8).
+    pub name: String,
 }
 
 /// A decoded snapshot file, borrowing its name and payload from the file's bytes.
@@ -111,6 +113,7 @@ impl Decoded<'_> {
             last_offset: self.coverage.last.map(|l| l.0),
             last_timestamp_us: self.coverage.last.map_or(0, |l| l.1),
             payload_bytes: self.payload.len() as u64,
+            name: String::from_utf8_lossy(self.name).into_owned(),
         }
     }
 }

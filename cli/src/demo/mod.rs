@@ -14,6 +14,7 @@ mod dir;
 mod follow;
 mod ledger;
 mod project;
+mod state;
 mod store;
 
 use std::io::{self, Write};
@@ -347,6 +348,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     // 7. A store to explore with tail, consumers and dlq.
     let store_dir = demo.store();
     let store = store::build(&store_dir)?;
+    state::run(&store_dir, &mut out, human)?;
 
     let summary = Summary {
         dir: demo.root.display().to_string(),
