@@ -1,21 +1,20 @@
 //! The demo's state feed: event-carried state transfer in the demo store. A warehouse
-//! publishes only each SKU's new stock level to the topic `stock`; a subscriber (the consumer
-//! group `search-index`) receives every change with the level before and after it, which the
-//! engine filled in. The read-back is checked: every `before` is the previous `after`.
+//! publishes only each SKU's new stock level to the topic `stock`; a subscriber reading the
+//! topic receives every change with the level before and after it, which the engine filled
+//! in. The read-back is checked: every `before` is the previous `after`. (The subscriber reads
+//! the topic as `tidelog tail` does rather than through a consumer group, so that the demo
+//! store's groups stay the two that `tidelog consumers` shows; `examples/inventory_feed.rs`
+//! subscribes with a group.)
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
-
-use tidelog::{Envelope, GroupOptions, Options, Published, Store, StoreOptions};
+use tidelog::{Envelope, Options, Published, Store, StoreOptions};
 
 use crate::error::{CliError, CliResult};
 use crate::render::{bytes_text, plural};
 
 /// The topic of stock levels.
 pub const TOPIC: &str = "stock";
-/// The subscriber.
-const GROUP: &str = "search-index";
 /// What the warehouse publishes, in order: a SKU and its new level (`None`: discontinued).
 const LEVELS: [(&str, Option<&str>); 7] = [
     ("sku-kettle", Some("12")),
@@ -27,14 +26,14 @@ const LEVELS: [(&str, Option<&str>); 7] = [
     ("sku-kettle", None),
 ];
 
-/// Publish the levels to `stock` in the store at `dir`, receive them with the subscriber, and
+/// Publish the levels to `stock` in the store at `dir`, read them back as a subscriber does, and
 /// check (and, for humans, show) every change's before and after.
 pub fn run(dir: &Path, out: &mut impl Write, human: bool) -> CliResult {
     let failed = |doing: &str| CliError::log(format!("{doing} in the demo store {}", dir.display()));
     let opts = StoreOptions::default().topic(Options::default().segment_bytes(1 << 20));
     let store = Store::open(dir, opts).map_err(failed("opening the store"))?;
     let topic = store.topic(TOPIC).map_err(failed("creating the stock topic"))?;
-    let group = topic.group(GROUP, GroupOptions::default()).map_err(failed("opening the subscriber"))?;
+    let start = topic.next_offset();
     let mut written = 0;
     for (sku, level) in LEVELS {
         let published = match level {
@@ -46,41 +45,34 @@ pub fn run(dir: &Path, out: &mut impl Write, human: bool) -> CliResult {
     }
     let mut lines = Vec::new();
     let mut last: std::collections::HashMap<Vec<u8>, Vec<u8>> = Default::default();
-    while lines.len() < written {
-        let ds = group.poll(16, Duration::from_secs(1)).map_err(failed("polling the subscriber"))?;
-        if ds.is_empty() {
-            return Err(CliError::Mismatch(format!("the subscriber received {} of {written} changes", lines.len())));
+    for rec in topic.iter(start).map_err(failed("reading the stock topic"))? {
+        let rec = rec.map_err(failed("reading the stock topic"))?;
+        let env = Envelope::decode_owned(&rec).map_err(failed("decoding an envelope"))?;
+        let key = rec.key().unwrap_or_default().to_vec();
+        if env.before_state() != last.get(&key).map(Vec::as_slice) {
+            return Err(CliError::Mismatch(format!("the before of offset {} is not the previous after", rec.offset())));
         }
-        for d in &ds {
-            let env = Envelope::decode_owned(d.record()).map_err(failed("decoding an envelope"))?;
-            let key = d.key().unwrap_or_default().to_vec();
-            if env.before_state() != last.get(&key).map(Vec::as_slice) {
-                return Err(CliError::Mismatch(format!(
-                    "the before of offset {} is not the previous after",
-                    d.offset()
-                )));
-            }
-            match env.after() {
-                Some(a) => last.insert(key.clone(), a.to_vec()),
-                None => last.remove(&key),
-            };
-            let show = |s: Option<&[u8]>| s.map_or_else(|| "-".to_owned(), bytes_text);
-            lines.push(format!(
-                "{:<10}  {:<6}  {:>2} -> {}",
-                bytes_text(&key),
-                env.op().name(),
-                show(env.before_state()),
-                show(env.after())
-            ));
-        }
-        group.ack_batch(&ds).map_err(failed("acking"))?;
+        match env.after() {
+            Some(a) => last.insert(key.clone(), a.to_vec()),
+            None => last.remove(&key),
+        };
+        let show = |s: Option<&[u8]>| s.map_or_else(|| "-".to_owned(), bytes_text);
+        lines.push(format!(
+            "{:<10}  {:<6}  {:>2} -> {}",
+            bytes_text(&key),
+            env.op().name(),
+            show(env.before_state()),
+            show(env.after())
+        ));
     }
-    group.close().map_err(failed("closing the subscriber"))?;
+    if lines.len() != written {
+        return Err(CliError::Mismatch(format!("the subscriber read {} of {written} changes", lines.len())));
+    }
     if human {
         writeln!(
             out,
             "  states   {} of stock levels published to topic {TOPIC} (only the new level each; \
-             {} skipped); subscriber {GROUP} received before and after:",
+             {} skipped); a subscriber reads before and after:",
             plural(LEVELS.len() as u64, "change"),
             LEVELS.len() - written
         )?;
