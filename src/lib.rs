@@ -40,6 +40,11 @@
 //! snapshots, so that a restart replays only what follows the newest one, and [`state_as_of`]
 //! gives the state as of an older offset.
 //!
+//! Event-carried state transfer: [`Log::publish_state`] appends a key's new state as an
+//! [`Envelope`] whose `before` the engine fills from the key's latest state (found through
+//! the key index), [`Log::delete_state`] a tombstone carrying the last state; subscribers
+//! decode both states with [`Envelope::decode`]. See `docs/event-sourcing.md`.
+//!
 //! The byte-level format is specified in `docs/format.md`, the durability contract in
 //! `docs/durability.md`, and how data flows between writer and readers in
 //! `docs/architecture.md`.

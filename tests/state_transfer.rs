@@ -22,7 +22,12 @@ type Change = (Op, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Every event of `key`'s stream in the log, decoded.
 fn chain(log: &Log, key: &[u8]) -> Vec<Change> {
-    let events: Vec<StreamEvent> = log.read_stream(key, 0, usize::MAX).unwrap();
+    chain_from(log, key, 0)
+}
+
+/// The events of `key`'s stream from version `from` on, decoded.
+fn chain_from(log: &Log, key: &[u8], from: u64) -> Vec<Change> {
+    let events: Vec<StreamEvent> = log.read_stream(key, from, usize::MAX).unwrap();
     events
         .iter()
         .map(|e| {
@@ -66,6 +71,18 @@ fn a_delete_is_a_tombstone_carrying_the_last_state_and_the_next_publish_is_a_cre
     assert_eq!(log.latest_state(b"k").unwrap(), LatestState::Absent);
     log.publish_state(b"k", b"b").unwrap();
     assert_eq!(chain(&log, b"k")[2], (Op::Create, None, v(b"b")));
+}
+
+#[test]
+fn a_tombstone_without_an_envelope_also_deletes_the_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path(), Options::default()).unwrap();
+    log.publish_state(b"k", b"a").unwrap();
+    log.append(Record::new(b"").key(b"k").tombstone()).unwrap();
+    assert_eq!(log.latest_state(b"k").unwrap(), LatestState::Absent);
+    assert_eq!(log.delete_state(b"k").unwrap(), Published::NoState);
+    log.publish_state(b"k", b"b").unwrap();
+    assert_eq!(chain_from(&log, b"k", 2), [(Op::Create, None, v(b"b"))]);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::envelope::decode_payload;
+use super::envelope::{decode_payload, Envelope};
 use crate::error::{Error, Result};
 use crate::log::Log;
 
@@ -11,7 +11,8 @@ use crate::log::Log;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LatestState {
-    /// The key has no state: it never had an event, or its latest envelope deleted it.
+    /// The key has no state: it never had an event, or its latest envelope (or a tombstone
+    /// without one) deleted it.
     Absent,
     /// The key's state: the `after` of its latest envelope, the record at `offset`.
     Present {
@@ -58,6 +59,11 @@ fn newest(log: &Log, key: &[u8]) -> Result<Option<(LatestState, u64)>> {
         return Ok(None);
     };
     let rec = &event.record;
+    // A tombstone deletes its key whatever it carries: one written by other means than
+    // `delete_state` (without an envelope) leaves the key without a state too.
+    if rec.tombstone && !Envelope::looks_like_envelope(&rec.payload) {
+        return Ok(Some((LatestState::Absent, event.version + 1)));
+    }
     let env =
         decode_payload(rec.offset, &rec.payload).map_err(|(at, kind)| located(log.dir(), rec.offset, at, kind))?;
     let state = match env.after() {
