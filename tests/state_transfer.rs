@@ -288,3 +288,37 @@ fn hostile_envelope_bytes_are_typed_errors_located_by_offset_and_payload_byte() 
     assert_eq!(kind, CorruptionKind::BadField("before_len"), "the last case");
     assert!(log.latest_state(b"k").is_err());
 }
+
+mod arbitrary_bytes {
+    use proptest::prelude::*;
+    use tidelog::{Envelope, Error, Log, Options, Record};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Any payload, and any payload behind a valid-looking header, decodes to an
+        /// envelope or to a located `InvalidEnvelope`: never a panic, never another error.
+        #[test]
+        fn any_bytes_decode_to_an_envelope_or_a_located_error(
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+            header in proptest::collection::vec(any::<u8>(), 16..17),
+            with_magic in any::<bool>(),
+        ) {
+            let mut payload = if with_magic { b"TLSE\x01".to_vec() } else { Vec::new() };
+            payload.extend_from_slice(&header);
+            payload.extend_from_slice(&tail);
+            let tmp = tempfile::tempdir().unwrap();
+            let log = Log::open(tmp.path(), Options::default().segment_bytes(1 << 16)).unwrap();
+            let at = log.append(Record::new(&payload).key(b"k")).unwrap();
+            let decoded = log.read_with(at, |view| Envelope::decode(&view).map(|e| e.op())).unwrap();
+            match decoded {
+                Ok(_) => {}
+                Err(Error::InvalidEnvelope { offset, position, .. }) => {
+                    prop_assert_eq!(offset, at);
+                    prop_assert!(position < payload.len().max(1) as u64);
+                }
+                Err(other) => prop_assert!(false, "{}", other),
+            }
+        }
+    }
+}

@@ -242,7 +242,9 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// the envelope goes wrong and what is wrong there.
 pub(crate) fn decode_payload(offset: u64, payload: &[u8]) -> std::result::Result<Envelope<'_>, (u64, CorruptionKind)> {
     if payload.len() < ENVELOPE_HEADER_LEN {
-        return Err((0, CorruptionKind::BadLength { len: payload.len() as u64, available: payload.len() as u64 }));
+        // The header's length is what is missing: `len` is what the envelope needs at least.
+        let needed = ENVELOPE_HEADER_LEN as u64;
+        return Err((0, CorruptionKind::BadLength { len: needed, available: payload.len() as u64 }));
     }
     if payload[..VERSION_AT] != ENVELOPE_MAGIC || payload[VERSION_AT] != ENVELOPE_VERSION {
         let at = if payload[..VERSION_AT] != ENVELOPE_MAGIC { 0 } else { VERSION_AT };
