@@ -13,9 +13,12 @@ mod dlq;
 mod dump;
 mod error;
 mod info;
+mod jsonl;
 mod locate;
 mod progress;
+mod publish;
 mod render;
+mod replay;
 mod tail;
 mod time;
 mod verify;
@@ -67,6 +70,13 @@ enum Command {
     Consumers(consumers::ConsumersArgs),
     /// List or redrive a consumer group's dead letters.
     Dlq(dlq::DlqArgs),
+    /// Write records in offset order to stdout for another program: JSON Lines, raw
+    /// payloads or length-prefixed frames; by offset or time, key and headers; paced or
+    /// following (-f).
+    Replay(replay::Args),
+    /// Append records from stdin to a store's topic: one per line, or length-prefixed frames
+    /// (--framed); synced at the end.
+    Publish(publish::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +105,8 @@ fn main() -> ExitCode {
         Command::Tail(args) => tail::run_tail(ctx, args),
         Command::Consumers(args) => consumers::run_consumers(ctx, args),
         Command::Dlq(args) => dlq::run_dlq(ctx, args),
+        Command::Replay(args) => replay::run(ctx, args),
+        Command::Publish(args) => publish::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),
