@@ -310,6 +310,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A topic cannot be deleted while its writer or one of its consumer groups is open (in
+    /// this process or another): nothing was changed.
+    #[error("topic {topic} is in use: {holder} holds the lock of {path:?}; stop it and try again")]
+    TopicInUse {
+        /// The topic.
+        topic: String,
+        /// Who holds it: `a writer`, or `consumer group <name>`.
+        holder: String,
+        /// The directory whose lock is held.
+        path: PathBuf,
+    },
 }
 
 impl Error {

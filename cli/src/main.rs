@@ -21,6 +21,7 @@ mod render;
 mod replay;
 mod tail;
 mod time;
+mod topics;
 mod verify;
 
 use std::io::{self, Write};
@@ -77,6 +78,8 @@ enum Command {
     /// Append records from stdin to a store's topic: one per line, or length-prefixed frames
     /// (--framed); synced at the end.
     Publish(publish::Args),
+    /// List, create or delete the topics of a store.
+    Topics(topics::Args),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => dlq::run_dlq(ctx, args),
         Command::Replay(args) => replay::run(ctx, args),
         Command::Publish(args) => publish::run(ctx, args),
+        Command::Topics(args) => topics::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),
