@@ -321,6 +321,12 @@ pub enum Error {
         /// The directory whose lock is held.
         path: PathBuf,
     },
+    /// A backup's destination exists and is not an empty directory: nothing was written.
+    #[error("backup destination {path:?} exists and is not an empty directory")]
+    BackupDestinationNotEmpty {
+        /// The destination.
+        path: PathBuf,
+    },
 }
 
 impl Error {

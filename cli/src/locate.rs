@@ -30,6 +30,11 @@ fn store_topics(dir: &Path) -> Option<(Store, Vec<String>)> {
     (!topics.is_empty()).then_some((store, topics))
 }
 
+/// True if `dir` is a store: it has a `topics/` directory and is not itself a log.
+pub fn is_store(dir: &Path) -> bool {
+    dir.join("topics").is_dir() && Log::open_read_only(dir, Options::default()).is_err()
+}
+
 /// Open the log in `dir` read-only. A store is named as such, with the commands that read it.
 pub fn open_log(dir: &Path) -> CliResult<Log> {
     let doing = format!("opening {}", dir.display());

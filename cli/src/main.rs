@@ -5,6 +5,7 @@
 //!
 //! Exit codes: 0 success, 1 damage found (or a read-back check failed), 2 usage or I/O error.
 
+mod backup;
 mod bench;
 mod consumers;
 mod demo;
@@ -80,6 +81,9 @@ enum Command {
     Publish(publish::Args),
     /// List, create or delete the topics of a store.
     Topics(topics::Args),
+    /// Copy a log or a whole store consistently while its writers run; the copy is opened
+    /// and verified before it appears at DEST.
+    Backup(backup::Args),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(ctx, args),
         Command::Publish(args) => publish::run(ctx, args),
         Command::Topics(args) => topics::run(ctx, args),
+        Command::Backup(args) => backup::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),

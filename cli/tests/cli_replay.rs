@@ -1,16 +1,15 @@
 //! `tidelog replay` and `tidelog publish`, driven as a user would: formats, ranges, filters,
 //! following, pipes that close, and the frames round trip between the two.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use support::{p, text, tidelog};
 use tidelog::{Header, Log, Options, Record, Store, StoreOptions};
-
-fn tidelog(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidelog")).args(args).output().expect("run the tidelog binary")
-}
 
 /// Run with `input` on standard input.
 fn tidelog_with_input(args: &[&str], input: &[u8]) -> Output {
@@ -30,10 +29,6 @@ fn tidelog_with_input(args: &[&str], input: &[u8]) -> Output {
     out
 }
 
-fn text(o: &Output) -> String {
-    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
 fn ok(args: &[&str]) -> Vec<u8> {
     let o = tidelog(args);
     assert_eq!(o.status.code(), Some(0), "{args:?}\n{}", text(&o));
@@ -42,10 +37,6 @@ fn ok(args: &[&str]) -> Vec<u8> {
 
 fn lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out).lines().map(|l| serde_json::from_str(l).expect("one JSON document per line")).collect()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// A log of 50 records: key `k{i % 3}`, header `even=yes|no`, payload `event-{i}`; record 7

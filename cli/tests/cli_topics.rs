@@ -1,34 +1,11 @@
 //! `tidelog topics list|create|delete`, driven as a user would.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use support::{json, p, text, tidelog};
 use tidelog::{GroupOptions, Record, Store, StoreOptions};
-
-fn tidelog(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidelog"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the tidelog binary")
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn json(args: &[&str], code: i32) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let o = tidelog(&all);
-    assert_eq!(o.status.code(), Some(code), "{args:?}\n{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&o)))
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// `orders` with 30 records and groups `audit` and `billing`; `empty` with none.
 fn fixture(dir: &Path) -> Store {
