@@ -14,6 +14,7 @@ mod dlq;
 mod dump;
 mod error;
 mod info;
+mod info_store;
 mod jsonl;
 mod locate;
 mod progress;
@@ -24,6 +25,7 @@ mod tail;
 mod time;
 mod topics;
 mod verify;
+mod verify_store;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -54,18 +54,19 @@ pub enum TopicsCommand {
 
 /// One topic; the table's headings are these field names.
 #[derive(Debug, Serialize)]
-struct TopicRow {
-    topic: String,
-    records: u64,
-    first_offset: u64,
-    next_offset: u64,
-    bytes_used: u64,
-    bytes_on_disk: u64,
-    segments: u64,
-    groups: Vec<String>,
+pub(crate) struct TopicRow {
+    pub topic: String,
+    pub records: u64,
+    pub first_offset: u64,
+    pub next_offset: u64,
+    pub segments: u64,
+    pub bytes_used: u64,
+    pub bytes_on_disk: u64,
+    pub groups: Vec<String>,
 }
 
-fn row(store: &Store, name: &str) -> CliResult<TopicRow> {
+/// The row of topic `name`.
+pub(crate) fn row(store: &Store, name: &str) -> CliResult<TopicRow> {
     let topic = open_topic(store, name)?;
     let segments = topic.segments().map_err(CliError::log(format!("reading topic {name}")))?;
     let groups = store.group_names(name).map_err(CliError::log(format!("listing the groups of {name}")))?;
@@ -74,9 +75,9 @@ fn row(store: &Store, name: &str) -> CliResult<TopicRow> {
         records: segments.iter().map(|s| s.records).sum(),
         first_offset: topic.first_offset(),
         next_offset: topic.next_offset(),
+        segments: segments.len() as u64,
         bytes_used: segments.iter().map(|s| s.bytes).sum(),
         bytes_on_disk: disk::allocated_bytes(topic.dir()).map_err(CliError::io(topic.dir()))?,
-        segments: segments.len() as u64,
         groups,
     })
 }
@@ -162,20 +163,20 @@ fn print_table(out: &mut impl Write, rows: &[TopicRow]) -> CliResult {
     let w = rows.iter().map(|r| r.topic.len()).max().unwrap_or(0).max("topic".len());
     writeln!(
         out,
-        "{:<w$}  {:>12}  {:>12}  {:>12}  {:>10}  {:>13}  {:>8}  groups",
-        "topic", "records", "first_offset", "next_offset", "bytes_used", "bytes_on_disk", "segments"
+        "{:<w$}  {:>12}  {:>12}  {:>12}  {:>8}  {:>10}  {:>13}  groups",
+        "topic", "records", "first_offset", "next_offset", "segments", "bytes_used", "bytes_on_disk"
     )?;
     for r in rows {
         writeln!(
             out,
-            "{:<w$}  {:>12}  {:>12}  {:>12}  {:>10}  {:>13}  {:>8}  {}",
+            "{:<w$}  {:>12}  {:>12}  {:>12}  {:>8}  {:>10}  {:>13}  {}",
             r.topic,
             render::count(r.records),
             r.first_offset,
             r.next_offset,
+            r.segments,
             size(r.bytes_used),
             size(r.bytes_on_disk),
-            r.segments,
             if r.groups.is_empty() { "-".to_owned() } else { r.groups.join(", ") }
         )?;
     }
