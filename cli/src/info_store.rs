@@ -15,7 +15,7 @@ use crate::error::{CliError, CliResult, EXIT_DAMAGE, EXIT_USAGE};
 use crate::info::shutdown_name;
 use crate::locate::open_store;
 use crate::render::{self, size};
-use crate::topics::{row, TopicRow};
+use crate::topics::{print_rows, row, TopicRow};
 use crate::Ctx;
 
 /// One topic; the table's headings are these field names.
@@ -107,27 +107,8 @@ fn print_tables(out: &mut impl Write, dir: &Path, topics: &[TopicInfo], groups: 
         render::plural(topics.len() as u64, "topic"),
         render::plural(groups.len() as u64, "consumer group")
     )?;
-    let w = topics.iter().map(|t| t.topic.topic.len()).max().unwrap_or(0).max("topic".len());
-    writeln!(
-        out,
-        "{:<w$}  {:>12}  {:>12}  {:>12}  {:>8}  {:>10}  {:>13}  shutdown",
-        "topic", "records", "first_offset", "next_offset", "segments", "bytes_used", "bytes_on_disk"
-    )?;
-    for t in topics {
-        let r = &t.topic;
-        writeln!(
-            out,
-            "{:<w$}  {:>12}  {:>12}  {:>12}  {:>8}  {:>10}  {:>13}  {}",
-            r.topic,
-            render::count(r.records),
-            r.first_offset,
-            r.next_offset,
-            r.segments,
-            size(r.bytes_used),
-            size(r.bytes_on_disk),
-            t.shutdown
-        )?;
-    }
+    let rows: Vec<&TopicRow> = topics.iter().map(|t| &t.topic).collect();
+    print_rows(out, &rows, "shutdown", |i| topics[i].shutdown.to_owned())?;
     if groups.is_empty() {
         return Ok(());
     }

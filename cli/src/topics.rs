@@ -160,13 +160,36 @@ fn print_table(out: &mut impl Write, rows: &[TopicRow]) -> CliResult {
         writeln!(out, "no topics")?;
         return Ok(());
     }
+    let refs: Vec<&TopicRow> = rows.iter().collect();
+    print_rows(
+        out,
+        &refs,
+        "groups",
+        |i| {
+            if rows[i].groups.is_empty() {
+                "-".to_owned()
+            } else {
+                rows[i].groups.join(", ")
+            }
+        },
+    )
+}
+
+/// The topics table (`topics list`, `info STORE`): the row fields, then one more column
+/// (`last_heading`, the value of row `i` from `last(i)`).
+pub(crate) fn print_rows(
+    out: &mut impl Write,
+    rows: &[&TopicRow],
+    last_heading: &str,
+    last: impl Fn(usize) -> String,
+) -> CliResult {
     let w = rows.iter().map(|r| r.topic.len()).max().unwrap_or(0).max("topic".len());
     writeln!(
         out,
-        "{:<w$}  {:>12}  {:>12}  {:>12}  {:>8}  {:>10}  {:>13}  groups",
+        "{:<w$}  {:>12}  {:>12}  {:>12}  {:>8}  {:>10}  {:>13}  {last_heading}",
         "topic", "records", "first_offset", "next_offset", "segments", "bytes_used", "bytes_on_disk"
     )?;
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
         writeln!(
             out,
             "{:<w$}  {:>12}  {:>12}  {:>12}  {:>8}  {:>10}  {:>13}  {}",
@@ -177,7 +200,7 @@ fn print_table(out: &mut impl Write, rows: &[TopicRow]) -> CliResult {
             r.segments,
             size(r.bytes_used),
             size(r.bytes_on_disk),
-            if r.groups.is_empty() { "-".to_owned() } else { r.groups.join(", ") }
+            last(i)
         )?;
     }
     Ok(())
