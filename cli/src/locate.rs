@@ -107,8 +107,9 @@ pub fn open_log(dir: &Path) -> CliResult<Log> {
             let topic_log = store.open_topic(&topics[0]).map(|t| t.dir().display().to_string()).ok();
             let d = dir.display();
             Err(CliError::NotFound(format!(
-                "{d} is a store (topics: {}), not a log: `tidelog consumers {d}` shows its groups, \
-                 `tidelog tail {d} TOPIC` a topic's events{}",
+                "{d} is a store (topics: {}), not a log: `tidelog info {d}` and `tidelog verify {d}` read \
+                 the whole store, `tidelog consumers {d}` shows its groups, `tidelog replay {d} TOPIC` a \
+                 topic's records{}",
                 names(&topics),
                 topic_log.map_or_else(String::new, |t| format!("; each topic is a log (`tidelog info {t}`)")),
             )))

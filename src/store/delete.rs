@@ -27,7 +27,7 @@ const TOMBSTONE_SUFFIX: &str = "~deleted";
 
 impl Store {
     /// Delete topic `name`: its log and every consumer group of it, crash-safely (see
-    /// `docs/consumers.md`). [`Error::NotFound`] if there is no such topic;
+    /// `docs/format.md`, "Deleting a topic"). [`Error::NotFound`] if there is no such topic;
     /// [`Error::TopicInUse`] if a writer of the topic or an open consumer group of it holds a
     /// lock, in this process or another (nothing is changed then). Handles to the topic that
     /// this store gave out stop seeing it.
