@@ -32,6 +32,9 @@ pub struct NotText {
 pub struct JsonLines {
     /// The `YYYY-MM-DDTHH:MM:SS` of the last second formatted, and that second.
     second: Option<(u64, String)>,
+    /// The last timestamp written and its fields (`"timestamp_us":...,"time":"..."`): the
+    /// records of a batch share their timestamp.
+    stamp: Option<(u64, Vec<u8>)>,
 }
 
 impl JsonLines {
@@ -44,11 +47,19 @@ impl JsonLines {
         }
         out.extend_from_slice(b"{\"offset\":");
         push_u64(out, rec.offset());
-        out.extend_from_slice(b",\"timestamp_us\":");
-        push_u64(out, rec.timestamp_us());
-        out.extend_from_slice(b",\"time\":\"");
-        self.push_time(out, rec.timestamp_us());
-        out.extend_from_slice(b"\",\"key\":");
+        let ts = rec.timestamp_us();
+        if self.stamp.as_ref().is_none_or(|(t, _)| *t != ts) {
+            let mut fields = Vec::with_capacity(64);
+            fields.extend_from_slice(b",\"timestamp_us\":");
+            push_u64(&mut fields, ts);
+            fields.extend_from_slice(b",\"time\":\"");
+            self.push_time(&mut fields, ts);
+            fields.extend_from_slice(b"\",\"key\":");
+            self.stamp = Some((ts, fields));
+        }
+        if let Some((_, fields)) = &self.stamp {
+            out.extend_from_slice(fields);
+        }
         match rec.key() {
             None => out.extend_from_slice(b"null"),
             Some(k) => push_bytes(out, k),
@@ -141,7 +152,11 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Most strings need no escape: skip them 8 bytes at a time.
+    let clean = clean_prefix(bytes);
+    out.extend_from_slice(&bytes[..clean]);
+    start += clean;
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -159,6 +174,27 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// The length of the longest prefix of `bytes`, in whole 8-byte words, in which no byte
+/// needs an escape (`"`, `\\`, below 0x20).
+fn clean_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut n = 0;
+    for word in bytes.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let v = u64::from_le_bytes(w);
+        // A byte below 0x20, or equal to `"` or `\`.
+        let below = v.wrapping_sub(ONES * 0x20) & !v & HIGH;
+        if below | has_zero(v ^ (ONES * u64::from(b'"'))) | has_zero(v ^ (ONES * u64::from(b'\\'))) != 0 {
+            break;
+        }
+        n += 8;
+    }
+    n
 }
 
 #[cfg(test)]
@@ -209,6 +245,22 @@ mod tests {
         })
         .unwrap();
         assert!(out.is_empty(), "nothing is written for a refused record");
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them_wherever_the_escape_falls() {
+        let mut s = String::new();
+        for c in ['a', '"', '\\', '\n', '\u{1}', '\u{1f}', ' ', '~', 'é', '\u{7f}', '\t', '\u{8}', '\u{c}'] {
+            for pad in 0..17 {
+                s.clear();
+                s.push_str(&"x".repeat(pad));
+                s.push(c);
+                s.push_str(&"y".repeat(17 - pad));
+                let mut out = Vec::new();
+                push_str(&mut out, &s);
+                assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap(), "{s:?}");
+            }
+        }
     }
 
     #[test]
