@@ -11,7 +11,7 @@
 //!   from two records: use `frames` for arbitrary bytes.
 //! * `frames`: each payload as a frame, a `u32` little-endian length then that many bytes,
 //!   nothing between frames and nothing at the end: what `tidelog publish --framed` reads.
-//!   Keys and headers are not part of a frame.
+//!   Keys and headers are not part of a frame (`docs/format.md`, "Record frames on a pipe").
 //!
 //! Output is written in large blocks and flushed before waiting (`-f`) or sleeping
 //! (`--pace`). A reader that goes away (`| head`) ends the replay quietly, status 0.
@@ -28,7 +28,7 @@ use crate::error::{CliError, CliResult};
 use crate::jsonl::{JsonLines, JsonPayload};
 use crate::locate::{open_log, open_store, open_topic};
 use crate::render::{parse_bytes, parse_header, Bytes};
-use crate::time::{parse_bound, Bound};
+use crate::time::{parse_bound, parse_seconds, Bound};
 use crate::Ctx;
 
 /// Bytes gathered before a write to standard output.
@@ -109,6 +109,10 @@ pub struct Args {
     /// Stop after writing N records.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// With -f: stop after this many seconds without a new record (a number ≥ 0; default:
+    /// never), as `tail -f --idle-exit`.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub idle_exit: Option<Duration>,
 }
 
 fn parse_factor(s: &str) -> Result<f64, String> {
@@ -193,6 +197,7 @@ pub fn run(_ctx: Ctx, args: &Args) -> CliResult {
     let separator = args.separator.bytes();
     let mut written = 0u64;
     let mut cursor = log.cursor(next);
+    let mut idle_since = Instant::now();
     loop {
         if args.limit.is_some_and(|l| written >= l) || next >= stop_offset {
             break;
@@ -202,8 +207,15 @@ pub fn run(_ctx: Ctx, args: &Args) -> CliResult {
             Ok(None) if args.follow => {
                 out.write_all(&buf)?;
                 buf.clear();
+                let wait = match args.idle_exit {
+                    None => FOLLOW_WAIT,
+                    Some(limit) => match limit.checked_sub(idle_since.elapsed()) {
+                        Some(left) if !left.is_zero() => left.min(FOLLOW_WAIT),
+                        _ => break,
+                    },
+                };
                 let at = cursor.position();
-                log.wait_for(at, FOLLOW_WAIT).map_err(CliError::log(format!("waiting for record {at}")))?;
+                log.wait_for(at, wait).map_err(CliError::log(format!("waiting for record {at}")))?;
                 continue;
             }
             Ok(None) => break,
@@ -216,6 +228,7 @@ pub fn run(_ctx: Ctx, args: &Args) -> CliResult {
             break;
         }
         next = rec.offset() + 1;
+        idle_since = Instant::now();
         if !matches(&rec, args) {
             continue;
         }

@@ -257,3 +257,11 @@ fn replay_follow_writes_records_appended_after_it_started_until_to() {
     assert!(child.wait().unwrap().success());
     assert_eq!(rest, "live-0\nlive-1\nlive-2\n", "it stops before offset 4");
 }
+
+#[test]
+fn replay_follow_with_idle_exit_stops_once_nothing_new_comes() {
+    let tmp = tempfile::tempdir().unwrap();
+    keyed_log(tmp.path()).close().unwrap();
+    let out = ok(&["replay", "-f", p(tmp.path()), "--from", "48", "--format", "raw", "--idle-exit", "0.2"]);
+    assert_eq!(out, b"event-48\nevent-49\n");
+}
