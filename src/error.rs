@@ -324,6 +324,23 @@ pub enum Error {
         /// What is wrong.
         kind: CorruptionKind,
     },
+    /// A topic cannot be deleted while its writer or one of its consumer groups is open (in
+    /// this process or another): nothing was changed.
+    #[error("topic {topic} is in use: {holder} holds the lock of {path:?}; stop it and try again")]
+    TopicInUse {
+        /// The topic.
+        topic: String,
+        /// Who holds it: `a writer`, or `consumer group <name>`.
+        holder: String,
+        /// The directory whose lock is held.
+        path: PathBuf,
+    },
+    /// A backup's destination exists and is not an empty directory: nothing was written.
+    #[error("backup destination {path:?} exists and is not an empty directory")]
+    BackupDestinationNotEmpty {
+        /// The destination.
+        path: PathBuf,
+    },
 }
 
 impl Error {

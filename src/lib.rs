@@ -77,6 +77,7 @@ pub use crate::error::{CorruptionKind, Error, Location, Result};
 pub use crate::format::frame::RECORD_HEADER_LEN;
 pub use crate::format::segment_header::SEGMENT_HEADER_LEN;
 pub use crate::format::FORMAT_VERSION;
+pub use crate::log::BackupReport;
 pub use crate::log::{Cursor, Damage, Iter, Log, OpenReport, SegmentInfo, TornTail, VerifyReport};
 pub use crate::options::{Durability, Options, RecoveryMode, MAX_SEGMENT_BYTES};
 pub use crate::projection::{
@@ -88,6 +89,7 @@ pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::state_transfer::{
     Before, Envelope, LatestState, Op, Published, ENVELOPE_HEADER_LEN, ENVELOPE_MAGIC, ENVELOPE_VERSION,
 };
+pub use crate::store::StoreBackupReport;
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
 

@@ -9,7 +9,7 @@ use tidelog::RecordView;
 use crate::error::{CliError, CliResult};
 use crate::locate::open_log_for_inspection;
 use crate::progress;
-use crate::render::{self, plural, PayloadFormat, RecordRef, RecordStyle};
+use crate::render::{self, parse_bytes, parse_header, plural, Bytes, PayloadFormat, RecordRef, RecordStyle};
 use crate::time::parse_time;
 use crate::Ctx;
 
@@ -34,12 +34,12 @@ pub struct Args {
     /// Only records appended before TIME (same formats as --since).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub until: Option<u64>,
-    /// Only records with exactly this key.
-    #[arg(long, value_name = "KEY")]
-    pub key: Option<String>,
-    /// Only records with this header (repeatable; all must match).
+    /// Only records with exactly this key (text, or hex:... for bytes, as keys are shown).
+    #[arg(long, value_name = "KEY", value_parser = parse_bytes)]
+    pub key: Option<Bytes>,
+    /// Only records with this header (repeatable; all must match; VALUE as for --key).
     #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Vec<u8>)>,
     /// Print at most N records.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
@@ -49,13 +49,6 @@ pub struct Args {
     /// Show whole payloads in human output (they are cut after 160 characters otherwise).
     #[arg(long)]
     pub full: bool,
-}
-
-fn parse_header(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
-    }
 }
 
 /// The offsets `[start, end)` to scan, from the offset and time bounds.
@@ -79,14 +72,14 @@ fn range(log: &tidelog::Log, args: &Args) -> CliResult<(u64, u64)> {
 
 fn matches(rec: &RecordView<'_>, args: &Args) -> bool {
     if let Some(key) = &args.key {
-        if rec.key() != Some(key.as_bytes()) {
+        if rec.key() != Some(key.0.as_slice()) {
             return false;
         }
     }
     if args.since.is_some_and(|t| rec.timestamp_us() < t) || args.until.is_some_and(|t| rec.timestamp_us() >= t) {
         return false;
     }
-    args.headers.iter().all(|(name, value)| rec.headers().any(|h| h.name == name && h.value == value.as_bytes()))
+    args.headers.iter().all(|(name, value)| rec.headers().any(|h| h.name == name && h.value == value.as_slice()))
 }
 
 /// Run `tidelog dump`.

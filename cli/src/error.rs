@@ -95,6 +95,7 @@ impl CliError {
                 tidelog::Error::Io { .. } => "io",
                 tidelog::Error::OffsetOutOfRange { .. } => "offset_out_of_range",
                 tidelog::Error::InvalidOptions(_) => "invalid_options",
+                tidelog::Error::TopicInUse { .. } => "in_use",
                 _ => "log",
             },
             CliError::Usage(_) => "usage",
@@ -133,6 +134,11 @@ impl fmt::Display for CliError {
                         write!(f, "the log at {} is in use by another writer", path.display())
                     }
                     tidelog::Error::Io { path, source } => write!(f, "I/O error on {}: {source}", path.display()),
+                    tidelog::Error::TopicInUse { topic, holder, path } => write!(
+                        f,
+                        "topic {topic} is in use: {holder} holds it (the lock of {}); stop it and try again",
+                        path.display()
+                    ),
                     other => write!(f, "{other}"),
                 }
             }

@@ -16,7 +16,7 @@ use crate::Ctx;
 /// Arguments of `tidelog info`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The log directory.
+    /// The log directory, or a store directory (one row per topic and per consumer group).
     pub dir: PathBuf,
 }
 
@@ -150,8 +150,21 @@ fn row(s: &SegmentInfo) -> SegmentRow {
     }
 }
 
-/// Run `tidelog info`.
+/// How the last writer of `log` left it: `clean`, `not_closed`, `checkpoint_missing` or
+/// `checkpoint_damaged` (the `shutdown` field).
+pub(crate) fn shutdown_name(log: &Log) -> &'static str {
+    if log.open_report().clean_shutdown {
+        "clean"
+    } else {
+        Unclean::of(log).name()
+    }
+}
+
+/// Run `tidelog info`: a log, or a store (`info_store`).
 pub fn run(ctx: Ctx, args: &Args) -> CliResult {
+    if crate::locate::is_store(&args.dir) {
+        return crate::info_store::run(ctx, &args.dir);
+    }
     let inspected = open_log_for_inspection(&args.dir)?;
     let log = &inspected.log;
     let segments: Vec<SegmentRow> = log.segments().iter().map(row).collect();

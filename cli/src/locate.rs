@@ -30,6 +30,71 @@ fn store_topics(dir: &Path) -> Option<(Store, Vec<String>)> {
     (!topics.is_empty()).then_some((store, topics))
 }
 
+/// True if `dir` is a store: it has a `topics/` directory and is not itself a log.
+pub fn is_store(dir: &Path) -> bool {
+    dir.join("topics").is_dir() && Log::open_read_only(dir, Options::default()).is_err()
+}
+
+/// One log of a store: a topic's, or one of a consumer group's (its state log, its dead
+/// letters).
+#[derive(Debug, Clone)]
+pub struct StoreLog {
+    /// The topic.
+    pub topic: String,
+    /// The group, for a group's log.
+    pub group: Option<String>,
+    /// The log's directory.
+    pub dir: std::path::PathBuf,
+    /// The directory relative to the store (`topics/orders`, `groups/orders/billing/state`):
+    /// how commands name the log.
+    pub name: String,
+}
+
+/// Every log of `store`, topic by topic: the topic's log, then each group's logs (the
+/// directories under the group's directory that hold segment files).
+pub fn store_logs(store: &Store) -> CliResult<Vec<StoreLog>> {
+    let mut logs = Vec::new();
+    let listing = |doing: String| CliError::log(doing);
+    for topic in store.topic_names().map_err(listing("listing the topics".into()))? {
+        let t = open_topic(store, &topic)?;
+        logs.push(StoreLog {
+            topic: topic.clone(),
+            group: None,
+            dir: t.dir().to_path_buf(),
+            name: relative(store, t.dir()),
+        });
+        for group in store.group_names(&topic).map_err(listing(format!("listing the groups of {topic}")))? {
+            let gdir = store.dir().join("groups").join(&topic).join(&group);
+            let mut subs: Vec<_> = std::fs::read_dir(&gdir)
+                .map_err(CliError::io(&gdir))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir() && holds_segments(p))
+                .collect();
+            subs.sort();
+            for dir in subs {
+                let name = relative(store, &dir);
+                logs.push(StoreLog { topic: topic.clone(), group: Some(group.clone()), dir, name });
+            }
+        }
+    }
+    Ok(logs)
+}
+
+fn relative(store: &Store, dir: &Path) -> String {
+    dir.strip_prefix(store.dir()).unwrap_or(dir).display().to_string()
+}
+
+/// True if `dir` holds a segment data file (`{20 digits}.log`).
+fn holds_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name().to_str().is_some_and(|n| {
+                n.strip_suffix(".log").is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+    })
+}
+
 /// Open the log in `dir` read-only. A store is named as such, with the commands that read it.
 pub fn open_log(dir: &Path) -> CliResult<Log> {
     let doing = format!("opening {}", dir.display());
@@ -42,8 +107,9 @@ pub fn open_log(dir: &Path) -> CliResult<Log> {
             let topic_log = store.open_topic(&topics[0]).map(|t| t.dir().display().to_string()).ok();
             let d = dir.display();
             Err(CliError::NotFound(format!(
-                "{d} is a store (topics: {}), not a log: `tidelog consumers {d}` shows its groups, \
-                 `tidelog tail {d} TOPIC` a topic's events{}",
+                "{d} is a store (topics: {}), not a log: `tidelog info {d}` and `tidelog verify {d}` read \
+                 the whole store, `tidelog consumers {d}` shows its groups, `tidelog replay {d} TOPIC` a \
+                 topic's records{}",
                 names(&topics),
                 topic_log.map_or_else(String::new, |t| format!("; each topic is a log (`tidelog info {t}`)")),
             )))

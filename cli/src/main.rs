@@ -5,6 +5,7 @@
 //!
 //! Exit codes: 0 success, 1 damage found (or a read-back check failed), 2 usage or I/O error.
 
+mod backup;
 mod bench;
 mod consumers;
 mod demo;
@@ -13,14 +14,20 @@ mod dlq;
 mod dump;
 mod error;
 mod info;
+mod info_store;
+mod jsonl;
 mod locate;
 mod progress;
+mod publish;
 mod render;
+mod replay;
 mod snapshot;
 mod stream;
 mod tail;
 mod time;
+mod topics;
 mod verify;
+mod verify_store;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -75,6 +82,18 @@ enum Command {
     Stream(stream::Args),
     /// List, verify, prune snapshot directories; create a consumer group's state snapshot.
     Snapshot(snapshot::SnapshotArgs),
+    /// Write records in offset order to stdout for another program: JSON Lines, raw
+    /// payloads or length-prefixed frames; by offset or time, key and headers; paced or
+    /// following (-f).
+    Replay(replay::Args),
+    /// Append records from stdin to a store's topic: one per line, or length-prefixed frames
+    /// (--framed); synced at the end.
+    Publish(publish::Args),
+    /// List, create or delete the topics of a store.
+    Topics(topics::Args),
+    /// Copy a log or a whole store consistently while its writers run; the copy is opened
+    /// and verified before it appears at DEST.
+    Backup(backup::Args),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +124,10 @@ fn main() -> ExitCode {
         Command::Dlq(args) => dlq::run_dlq(ctx, args),
         Command::Stream(args) => stream::run(ctx, args),
         Command::Snapshot(args) => snapshot::run(ctx, args),
+        Command::Replay(args) => replay::run(ctx, args),
+        Command::Publish(args) => publish::run(ctx, args),
+        Command::Topics(args) => topics::run(ctx, args),
+        Command::Backup(args) => backup::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),

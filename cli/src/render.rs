@@ -111,21 +111,75 @@ pub fn hex(b: &[u8]) -> String {
 
 /// Standard base64 with padding (RFC 4648).
 pub fn base64(b: &[u8]) -> String {
+    let mut out = Vec::with_capacity(b.len().div_ceil(3) * 4);
+    base64_into(&mut out, b);
+    // Only ASCII from the alphabet was written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Append standard base64 with padding (RFC 4648) of `b` to `out`.
+pub fn base64_into(out: &mut Vec<u8>, b: &[u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(b.len().div_ceil(3) * 4);
-    for chunk in b.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
-            | u32::from(chunk.get(2).copied().unwrap_or(0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                s.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
+    out.reserve(b.len().div_ceil(3) * 4);
+    let mut chunks = b.chunks_exact(3);
+    for c in &mut chunks {
+        let n = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
+        out.extend_from_slice(&[
+            ALPHABET[(n >> 18) as usize & 63],
+            ALPHABET[(n >> 12) as usize & 63],
+            ALPHABET[(n >> 6) as usize & 63],
+            ALPHABET[n as usize & 63],
+        ]);
     }
-    s
+    match *chunks.remainder() {
+        [a] => {
+            let n = u32::from(a) << 16;
+            out.extend_from_slice(&[ALPHABET[(n >> 18) as usize & 63], ALPHABET[(n >> 12) as usize & 63], b'=', b'=']);
+        }
+        [a, b] => {
+            let n = (u32::from(a) << 16) | (u32::from(b) << 8);
+            out.extend_from_slice(&[
+                ALPHABET[(n >> 18) as usize & 63],
+                ALPHABET[(n >> 12) as usize & 63],
+                ALPHABET[(n >> 6) as usize & 63],
+                b'=',
+            ]);
+        }
+        _ => {}
+    }
+}
+
+/// A byte string given on the command line (see [`parse_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+/// A byte string given on the command line, in the form every command shows them: `hex:`
+/// and hex digits for bytes, anything else as its UTF-8 text.
+pub fn parse_bytes(s: &str) -> Result<Bytes, String> {
+    parse_byte_string(s).map(Bytes)
+}
+
+fn parse_byte_string(s: &str) -> Result<Vec<u8>, String> {
+    let Some(digits) = s.strip_prefix("hex:") else {
+        return Ok(s.as_bytes().to_vec());
+    };
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`{s}`: after `hex:` only hex digits are allowed"));
+    }
+    if digits.len() % 2 != 0 {
+        return Err(format!("`{s}`: hex needs an even number of digits"));
+    }
+    let nibble = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+    Ok(digits.as_bytes().chunks_exact(2).map(|p| nibble(p[0]) << 4 | nibble(p[1])).collect())
+}
+
+/// A `NAME=VALUE` header filter or header given on the command line; VALUE as
+/// [`parse_bytes`] reads it.
+pub fn parse_header(s: &str) -> Result<(String, Vec<u8>), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), parse_byte_string(value)?)),
+        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
 }
 
 /// Text with control characters escaped (`\n`, `\u{1b}`), for one-line human output.
@@ -332,5 +386,26 @@ mod tests {
         assert_eq!(bytes_json(b"ok"), json!("ok"));
         assert_eq!(payload_json(b"ok", PayloadFormat::Base64), json!({ "base64": "b2s=" }));
         assert_eq!(payload_text(b"ok", PayloadFormat::Hex), "hex:6f6b");
+    }
+
+    #[test]
+    fn bytes_on_the_command_line_are_text_or_hex_as_shown() {
+        assert_eq!(parse_bytes("abc"), Ok(Bytes(b"abc".to_vec())));
+        assert_eq!(parse_bytes("hex:00ff"), Ok(Bytes(vec![0, 0xff])));
+        assert_eq!(parse_bytes(&format!("hex:{}", hex(&[1, 0x80]))), Ok(Bytes(vec![1, 0x80])));
+        for bad in ["hex:0", "hex:zz", "hex:é0"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_header("a=hex:01"), Ok(("a".to_owned(), vec![1])));
+        assert!(parse_header("=x").is_err());
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_for_every_length() {
+        for (input, want) in
+            [(&b"fooba"[..], "Zm9vYmE="), (b"foob", "Zm9vYg=="), (b"foo", "Zm9v"), (&[0xff, 0xfe, 0xfd, 0], "//79AA==")]
+        {
+            assert_eq!(base64(input), want);
+        }
     }
 }

@@ -125,6 +125,50 @@ pub fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` seconds is too long"))
 }
 
+/// Where a range starts or stops: an offset, or a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// A record offset.
+    Offset(u64),
+    /// Microseconds since the Unix epoch.
+    Time(u64),
+}
+
+/// Parse a range bound given on the command line: a bare number is an offset; otherwise a
+/// time, absolute (RFC 3339 or a date, as [`parse_time`] reads them; `@US` for microseconds
+/// since the epoch), relative to now (`-90s`, `-15m`, `-2h`, `-7d`), or `now`.
+pub fn parse_bound(s: &str) -> Result<Bound, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().map(Bound::Offset).map_err(|_| format!("offset `{s}` is out of range"));
+    }
+    if s == "now" {
+        return Ok(Bound::Time(now_us()));
+    }
+    if let Some(us) = s.strip_prefix('@') {
+        return parse_time(us).map(Bound::Time);
+    }
+    if let Some(ago) = s.strip_prefix('-') {
+        let (n, unit) = ago.split_at(ago.find(|c: char| !c.is_ascii_digit()).unwrap_or(ago.len()));
+        let secs: u64 = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(format!("cannot parse `{s}`: a relative time is -N followed by s, m, h or d (like -15m)")),
+        };
+        let n: u64 = n.parse().map_err(|_| format!("cannot parse `{s}`: expected a number after `-`"))?;
+        let back = n.checked_mul(secs * 1_000_000).ok_or_else(|| format!("`{s}` is too far back"))?;
+        return Ok(Bound::Time(now_us().saturating_sub(back)));
+    }
+    parse_rfc3339(s).map(Bound::Time).ok_or_else(|| {
+        format!(
+            "cannot parse `{s}`: expected an offset (a number), a time in RFC 3339 like 2026-11-26T06:00:00Z, \
+             @MICROSECONDS, -15m (relative: s, m, h, d) or now"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +196,19 @@ mod tests {
         assert_eq!(parse_seconds("0"), Ok(std::time::Duration::ZERO));
         for bad in ["-1", "-0.1", "nan", "NaN", "inf", "-inf", "", "soon", "1e300"] {
             assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bounds_are_offsets_when_bare_numbers_and_times_otherwise() {
+        assert_eq!(parse_bound("42"), Ok(Bound::Offset(42)));
+        assert_eq!(parse_bound("2026-11-26T06:00:00Z"), Ok(Bound::Time(1_795_672_800_000_000)));
+        assert_eq!(parse_bound("@12345"), Ok(Bound::Time(12345)));
+        let before = now_us();
+        let Ok(Bound::Time(t)) = parse_bound("-15m") else { panic!("relative time") };
+        assert!(t <= before.saturating_sub(15 * 60 * 1_000_000) + 60_000_000 && t >= before - 16 * 60 * 1_000_000);
+        for bad in ["", "-15", "-15y", "-m", "yesterday", "99999999999999999999999"] {
+            assert!(parse_bound(bad).is_err(), "{bad}");
         }
     }
 }

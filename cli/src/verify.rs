@@ -3,14 +3,14 @@
 //! rebuild), and exit 1 if a record is damaged or missing.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 use tidelog::{Damage, Location, Log, VerifyReport};
 
 use crate::error::{CliError, CliResult, EXIT_DAMAGE};
-use crate::locate::{open_log_for_inspection, Inspected};
+use crate::locate::{is_store, open_log_for_inspection, Inspected};
 use crate::progress;
 use crate::render::{self, plural, size};
 use crate::Ctx;
@@ -18,7 +18,7 @@ use crate::Ctx;
 /// Arguments of `tidelog verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The log directory.
+    /// The log directory, or a store directory (every topic's and group's log).
     pub dir: PathBuf,
 }
 
@@ -59,17 +59,17 @@ struct TornTailRow {
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
+pub(crate) struct Report {
     dir: String,
     /// How the log was opened; after a damaged open, the open's located error (see
     /// `Inspected::json_fields`).
     #[serde(flatten)]
     open: serde_json::Value,
     /// No record is damaged or missing (a torn tail or an index to rebuild does not count).
-    intact: bool,
-    segments: u64,
-    records: u64,
-    bytes: u64,
+    pub intact: bool,
+    pub segments: u64,
+    pub records: u64,
+    pub bytes: u64,
     elapsed_s: f64,
     damage: Vec<DamageRow>,
     missing: Vec<MissingRow>,
@@ -139,24 +139,33 @@ fn report(dir: &str, log: &Log, inspected: &Inspected, v: &VerifyReport, elapsed
     }
 }
 
-/// Run `tidelog verify`.
-pub fn run(ctx: Ctx, args: &Args) -> CliResult {
-    let inspected = open_log_for_inspection(&args.dir)?;
+/// Open the log in `dir` for inspection and verify it: the report, and whether the open
+/// stopped at damage (for the human output).
+pub(crate) fn verify_log(ctx: Ctx, dir: &Path, what: &str) -> CliResult<(Report, Inspected)> {
+    let inspected = open_log_for_inspection(dir)?;
     let log = &inspected.log;
     let total: u64 = log.segments().iter().map(|s| s.bytes).sum();
-    let bar = progress::progress_bar(ctx, total, true, "verify");
+    let bar = progress::progress_bar(ctx, total, true, what);
     let started = Instant::now();
     let v = log.verify(|done| bar.set_position(done));
     let elapsed = started.elapsed();
     bar.finish_and_clear();
+    let report = report(&dir.display().to_string(), log, &inspected, &v, elapsed.as_secs_f64());
+    Ok((report, inspected))
+}
 
-    let report = report(&args.dir.display().to_string(), log, &inspected, &v, elapsed.as_secs_f64());
+/// Run `tidelog verify`: a log, or every log of a store (`verify_store`).
+pub fn run(ctx: Ctx, args: &Args) -> CliResult {
+    if is_store(&args.dir) {
+        return crate::verify_store::run(ctx, &args.dir);
+    }
+    let (report, inspected) = verify_log(ctx, &args.dir, "verify")?;
     let mut out = io::stdout().lock();
     if ctx.json {
         render::print_json(&mut out, &report)?;
     } else {
         inspected.warn();
-        print_human(&mut out, &report, elapsed, inspected.damaged_open.is_some())?;
+        print_human(&mut out, &report, inspected.damaged_open.is_some())?;
     }
     if report.intact {
         Ok(())
@@ -165,7 +174,8 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     }
 }
 
-fn print_human(out: &mut impl Write, r: &Report, elapsed: std::time::Duration, up_to_damage: bool) -> CliResult {
+pub(crate) fn print_human(out: &mut impl Write, r: &Report, up_to_damage: bool) -> CliResult {
+    let elapsed = std::time::Duration::from_secs_f64(r.elapsed_s);
     let scanned = format!("{}, {}", plural(r.segments, "segment"), plural(r.records, "record"));
     if r.intact {
         writeln!(

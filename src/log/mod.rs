@@ -21,6 +21,7 @@
 //! In `Always` mode the appender then waits for the durable offset to pass its records; the
 //! first waiter that finds no flush in progress flushes for everyone (group commit).
 
+mod backup;
 mod cursor;
 mod follower;
 mod read;
@@ -44,6 +45,8 @@ use crate::io::DirLock;
 use crate::options::Options;
 use crate::segment::Segment;
 
+pub use backup::BackupReport;
+pub(crate) use backup::{check_destination, install, partial_name};
 pub use cursor::{Cursor, Iter};
 pub use report::{OpenReport, SegmentInfo};
 pub use verify::{Damage, TornTail, VerifyReport};

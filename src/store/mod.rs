@@ -17,6 +17,8 @@
 //! through a read-only follower of the log.
 
 mod attached;
+mod backup;
+mod delete;
 mod names;
 mod options;
 mod signal;
@@ -31,6 +33,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::Log;
 
+pub use backup::StoreBackupReport;
 pub(crate) use names::ensure_dir;
 pub use names::{validate_name, MAX_NAME_LEN};
 pub use options::StoreOptions;
