@@ -8,6 +8,7 @@
 //! Layouts in `docs/format.md` ("Dead-letter records").
 
 mod legacy;
+pub(crate) mod purge;
 mod record;
 
 use std::collections::BTreeSet;
@@ -173,6 +174,8 @@ pub(crate) struct View {
     /// Records at or after this offset are not reflected in the state yet (written just
     /// before a crash): they are parked.
     reflected_below: u64,
+    /// Records below this offset were purged: not listed.
+    purged_below: u64,
 }
 
 impl View {
@@ -190,6 +193,7 @@ impl View {
             parked: s.parked.clone(),
             redriving,
             reflected_below: s.dlq_next,
+            purged_below: s.dlq_purged_below,
         }
     }
 
@@ -204,10 +208,10 @@ impl View {
     }
 }
 
-/// Every dead letter in `dl`, oldest first, with its status.
+/// Every dead letter in `dl` not purged, oldest first, with its status.
 pub(crate) fn list(dl: &Log, view: &View) -> Result<Vec<DeadLetter>> {
     let mut out = Vec::new();
-    for rec in dl.iter(dl.first_offset()) {
+    for rec in dl.iter(dl.first_offset().max(view.purged_below)) {
         let mut d = decode(rec?, view.format_2_from, dl.dir())?;
         d.status = view.status(d.dlq_offset);
         out.push(d);
