@@ -16,6 +16,9 @@ pub enum PurgeDeadLetters {
     All,
     /// Dead letters written to the dead-letter log more than this long ago.
     OlderThan(Duration),
+    /// Dead letters written to the dead-letter log before this time (µs since the Unix
+    /// epoch; compare [`crate::DeadLetter::dead_lettered_us`]).
+    WrittenBefore(u64),
     /// All but the newest this many.
     KeepNewest(u64),
 }
@@ -41,8 +44,14 @@ pub(crate) fn target(dl: &Log, which: PurgeDeadLetters, now_us: u64) -> Result<u
         PurgeDeadLetters::KeepNewest(n) => end.saturating_sub(n),
         PurgeDeadLetters::OlderThan(age) => {
             let cutoff = now_us.saturating_sub(age.as_micros().min(u128::from(u64::MAX)) as u64);
-            // A dead-letter record's timestamp is when it was written, and never decreases.
-            dl.offset_for_time(cutoff)?.unwrap_or(end)
+            written_before(dl, cutoff)?
         }
+        PurgeDeadLetters::WrittenBefore(us) => written_before(dl, us)?,
     })
+}
+
+/// The first dead-letter offset written at or after `us`: a dead-letter record's timestamp
+/// is when it was written, and timestamps never decrease, so the log's time lookup finds it.
+fn written_before(dl: &Log, us: u64) -> Result<u64> {
+    Ok(dl.offset_for_time(us)?.unwrap_or(dl.next_offset()))
 }
