@@ -184,17 +184,15 @@ impl GroupInner {
             let mut events = Vec::with_capacity(claims.len());
             // Finishing an item at the limit frees capacity for new events.
             outcome.notify |= self.outstanding(&core) >= self.opts.max_outstanding as usize;
-            let log = match how {
-                Settle::Fail { .. } => Some(self.topic_log()?),
-                _ => None,
-            };
+            // The topic's reader, taken when a dead letter needs its event.
+            let mut log = None;
             let mut failed = None;
             for c in &claims {
                 if let Err(e) = Self::check_held(&core, c) {
                     first_lost.get_or_insert(e);
                     continue;
                 }
-                match self.settle_one(&mut core, log.as_ref(), c.id, &how, &mut events) {
+                match self.settle_one(&mut core, &mut log, c.id, &how, &mut events) {
                     Ok(notify) => outcome.notify |= notify,
                     Err(e) => {
                         failed = Some(e);
@@ -217,7 +215,7 @@ impl GroupInner {
     fn settle_one(
         &self,
         core: &mut Core,
-        log: Option<&Log>,
+        log: &mut Option<Log>,
         id: ItemId,
         how: &Settle<'_>,
         events: &mut Vec<StateEvent>,
@@ -239,7 +237,10 @@ impl GroupInner {
                 let reason = dead_letters::clip_reason(reason);
                 if rejected || attempts >= self.opts.max_deliveries {
                     let cause = if rejected { DeadLetterCause::Rejected } else { DeadLetterCause::MaxDeliveries };
-                    let log = log.ok_or(Error::Internal("a failed delivery is settled without the topic"))?;
+                    let log = match log {
+                        Some(log) => log,
+                        None => log.insert(self.topic_log()?),
+                    };
                     self.dead_letter(core, log, id, cause, Some(&reason), events)
                 } else {
                     let now = now_us();
