@@ -428,3 +428,29 @@ fn a_group_of_the_previous_release_opens_and_is_reset_and_purged() {
     assert!(billing.dead_letters().unwrap().is_empty());
     assert_eq!(billing.redrive_all().unwrap(), 0);
 }
+
+/// In per-key order, a reset forgets the key queues of the old position: an event held back
+/// behind a failing one of its key is delivered from the new position like any other.
+#[test]
+fn a_reset_in_per_key_order_releases_every_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_store(tmp.path());
+    let t = store.topic("t").unwrap();
+    for i in 0..6 {
+        t.publish(tidelog::Record::new(format!("e{i}").as_bytes()).key(b"same")).unwrap();
+    }
+    let g = t.group("g", quick_group().order(tidelog::DeliveryOrder::PerKey)).unwrap();
+    let ds = g.try_poll(10).unwrap();
+    assert_eq!(offsets(&ds), [0], "the others wait behind it");
+    g.nack_after(&ds[0], Duration::from_secs(3600), "stuck").unwrap();
+    assert_eq!(g.lag().unwrap().held_back, 5);
+    g.reset(StartFrom::Offset(3)).unwrap();
+    assert_eq!(g.lag().unwrap().held_back, 0);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let ds = g.try_poll(10).unwrap();
+        got.extend(offsets(&ds));
+        g.ack_batch(&ds).unwrap();
+    }
+    assert_eq!(got, [3, 4, 5]);
+}
