@@ -151,13 +151,33 @@ fn deleting_a_group_frees_the_retention_it_held_back() {
 /// (not listed, holding nothing back); the next delete in the topic clears what is left.
 #[test]
 fn a_crash_at_any_step_of_a_delete_leaves_the_group_whole_or_gone() {
+    crash_at_each_step(false);
+}
+
+/// The same for a delete that keeps the dead letters: the group is whole, or gone with its
+/// dead letters kept and readable.
+#[test]
+fn a_crash_at_any_step_of_a_delete_keeping_dead_letters_leaves_the_group_whole_or_gone() {
+    crash_at_each_step(true);
+}
+
+fn delete(store: &Store, keep: bool) -> tidelog::Result<()> {
+    let t = store.open_topic("t")?;
+    match keep {
+        true => t.delete_group_keeping_dead_letters("g").map(|_| ()),
+        false => t.delete_group("g"),
+    }
+}
+
+fn crash_at_each_step(keep: bool) {
     let calls = {
         let tmp = tempfile::tempdir().unwrap();
         let store = group_to_delete(tmp.path());
         let (faults, _guard) = Faults::on(&tmp.path().join("groups"));
-        store.delete_group("t", "g").unwrap();
+        delete(&store, keep).unwrap();
         let trace = faults.trace();
-        assert!(trace.iter().any(|c| c.op == IoOp::Rename) && trace.iter().any(|c| c.op == IoOp::Remove));
+        assert!(trace.iter().any(|c| c.op == IoOp::Rename));
+        assert_eq!(trace.iter().any(|c| c.op == IoOp::Remove), !keep);
         trace.len()
     };
     for n in 0..calls {
@@ -165,7 +185,7 @@ fn a_crash_at_any_step_of_a_delete_leaves_the_group_whole_or_gone() {
         let store = group_to_delete(tmp.path());
         let (faults, guard) = Faults::on(&tmp.path().join("groups"));
         faults.fail_nth(n, None);
-        let result = store.delete_group("t", "g");
+        let result = delete(&store, keep);
         assert_eq!(faults.failed().len(), 1, "step {n}");
         drop(guard);
         // The process "restarts": a fresh store.
@@ -176,6 +196,12 @@ fn a_crash_at_any_step_of_a_delete_leaves_the_group_whole_or_gone() {
         if listed.is_empty() {
             assert!(!tmp.path().join("groups/t/g").exists(), "step {n}");
             assert!(store.lag().unwrap().is_empty(), "step {n}");
+            let kept = t.kept_dead_letters().unwrap();
+            assert_eq!(kept.len(), usize::from(keep), "step {n}");
+            if let Some(k) = kept.first() {
+                assert_eq!(t.read_kept_dead_letters(k).unwrap()[0].reason, "bad", "step {n}");
+                t.discard_kept_dead_letters(k).unwrap();
+            }
             // Leftovers go with the next delete in the topic.
             t.group("other", quick_group()).unwrap().close().unwrap();
             store.delete_group("t", "other").unwrap();
@@ -453,4 +479,34 @@ fn a_reset_in_per_key_order_releases_every_key() {
         g.ack_batch(&ds).unwrap();
     }
     assert_eq!(got, [3, 4, 5]);
+}
+
+#[test]
+fn a_group_deleted_keeping_its_dead_letters_frees_retention_and_keeps_them_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = group_to_delete(tmp.path());
+    let t = store.open_topic("t").unwrap();
+    // One more dead letter, purged: it stays purged in the kept set.
+    let g = t.group("g", quick_group()).unwrap();
+    t.publish(tidelog::Record::new(b"late")).unwrap();
+    let ds = poll_n(&g, 2);
+    g.reject_batch(&ds, "worse").unwrap();
+    g.purge_dead_letters(PurgeDeadLetters::KeepNewest(2)).unwrap();
+    let before = g.dead_letters().unwrap();
+    assert_eq!(before.len(), 2);
+    assert!(matches!(t.delete_group_keeping_dead_letters("g"), Err(Error::GroupOpen { .. })));
+    g.close().unwrap();
+    let kept = t.delete_group_keeping_dead_letters("g").unwrap();
+    assert_eq!(store.group_names("t").unwrap(), Vec::<String>::new());
+    assert!(store.lag().unwrap().is_empty(), "nothing holds back retention");
+    assert_eq!(t.kept_dead_letters().unwrap(), std::slice::from_ref(&kept));
+    assert_eq!(t.read_kept_dead_letters(&kept).unwrap(), before);
+    // A group under the same name is new, without them.
+    let reborn = t.group("g", quick_group()).unwrap();
+    assert!(reborn.dead_letters().unwrap().is_empty());
+    reborn.close().unwrap();
+    t.discard_kept_dead_letters(&kept).unwrap();
+    assert!(t.kept_dead_letters().unwrap().is_empty());
+    assert!(!kept.dir.exists());
+    assert!(matches!(t.read_kept_dead_letters(&kept), Err(Error::NotFound { .. })));
 }

@@ -66,9 +66,12 @@ pub enum ConsumersCommand {
         topic: String,
         /// The consumer group.
         group: String,
-        /// Really delete (the group's dead letters go with it).
+        /// Really delete (the group's dead letters go with it, unless kept).
         #[arg(long)]
         yes: bool,
+        /// Keep the group's dead letters: `dlq list --kept` shows them afterwards.
+        #[arg(long)]
+        keep_dead_letters: bool,
     },
 }
 
@@ -190,7 +193,9 @@ pub fn run_consumers(ctx: Ctx, args: &ConsumersArgs) -> CliResult {
         Some(ConsumersCommand::Reset { dir, topic, group, to, dry_run }) => {
             run_reset(ctx, dir, topic, group, to, *dry_run)
         }
-        Some(ConsumersCommand::Delete { dir, topic, group, yes }) => run_delete(ctx, dir, topic, group, *yes),
+        Some(ConsumersCommand::Delete { dir, topic, group, yes, keep_dead_letters }) => {
+            run_delete(ctx, dir, topic, group, *yes, *keep_dead_letters)
+        }
     }
 }
 
@@ -239,23 +244,33 @@ fn run_reset(ctx: Ctx, dir: &Path, topic: &str, group: &str, to: &ResetTarget, d
     Ok(())
 }
 
-fn run_delete(ctx: Ctx, dir: &Path, topic: &str, group: &str, yes: bool) -> CliResult {
+fn run_delete(ctx: Ctx, dir: &Path, topic: &str, group: &str, yes: bool, keep: bool) -> CliResult {
     let store = open_store(dir)?;
-    existing_group(&store, topic, group)?;
+    let t = existing_group(&store, topic, group)?;
     if !yes {
-        return Err(CliError::Usage(format!(
-            "deleting {topic}/{group} removes its state and dead letters for good: add --yes"
-        )));
+        let what = if keep { "its state (its dead letters are kept)" } else { "its state and dead letters" };
+        return Err(CliError::Usage(format!("deleting {topic}/{group} removes {what} for good: add --yes")));
     }
-    store.delete_group(topic, group).map_err(|e| match e {
+    let map = |e| match e {
         tidelog::Error::GroupOpen { .. } => group_is_open(topic, group, "Group::close"),
         e => CliError::log(format!("deleting group {topic}/{group}"))(e),
-    })?;
+    };
+    let kept = match keep {
+        true => Some(t.delete_group_keeping_dead_letters(group).map_err(map)?),
+        false => {
+            t.delete_group(group).map_err(map)?;
+            None
+        }
+    };
     let mut out = io::stdout().lock();
     if ctx.json {
-        return render::print_json(&mut out, &json!({ "topic": topic, "group": group, "deleted": true }));
+        let kept = kept.map(|k| json!({ "deleted_us": k.deleted_us, "dir": k.dir.display().to_string() }));
+        return render::print_json(&mut out, &json!({ "topic": topic, "group": group, "deleted": true, "kept": kept }));
     }
     writeln!(out, "deleted consumer group {topic}/{group}")?;
+    if let Some(k) = kept {
+        writeln!(out, "its dead letters are kept in {}; `tidelog dlq list --kept` shows them", k.dir.display())?;
+    }
     Ok(())
 }
 

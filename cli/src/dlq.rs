@@ -1,13 +1,13 @@
 //! `tidelog dlq list|redrive|purge STORE TOPIC GROUP`: a consumer group's dead letters.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use tidelog::{DeadLetter, DeadLetterStatus, GroupOptions, PurgeDeadLetters};
 
 use crate::error::{CliError, CliResult};
-use crate::locate::{existing_group, open_store};
+use crate::locate::{existing_group, open_store, open_topic};
 use crate::render::{self, plural, RecordRef, RecordStyle};
 use crate::time::format_time_us;
 use crate::Ctx;
@@ -33,6 +33,10 @@ pub enum DlqCommand {
         /// Only dead letters still parked (redrivable).
         #[arg(long)]
         parked: bool,
+        /// The dead letters kept from deleted groups of this name (`consumers delete
+        /// --keep-dead-letters`), instead of the group's own; the group need not exist.
+        #[arg(long)]
+        kept: bool,
     },
     /// Deliver dead letters to their group again: every parked one (--all), or the ones named
     /// (--offset, repeatable). The group must not be open in another process (its lock is
@@ -164,10 +168,59 @@ fn dead_letter_lines(d: &DeadLetter) -> String {
     format!("{head}\n  {}", render::record_line(&RecordRef::from(&d.record), RecordStyle::default()))
 }
 
+/// `dlq list --kept`: the dead letters kept from deleted groups named `group`, by deletion.
+fn list_kept(ctx: Ctx, dir: &Path, topic: &str, group: &str, parked: bool) -> CliResult {
+    let store = open_store(dir)?;
+    let t = open_topic(&store, topic)?;
+    tidelog::validate_name("group", group).map_err(CliError::log(format!("naming group {topic}/{group}")))?;
+    let sets = t.kept_dead_letters().map_err(CliError::log(format!("listing the kept dead letters of {topic}")))?;
+    let mut found = Vec::new();
+    for k in sets.into_iter().filter(|k| k.group == group) {
+        let mut dls = t
+            .read_kept_dead_letters(&k)
+            .map_err(CliError::log(format!("reading the dead letters kept in {}", k.dir.display())))?;
+        if parked {
+            dls.retain(|d| d.status == DeadLetterStatus::Parked);
+        }
+        found.push((k, dls));
+    }
+    let mut out = io::stdout().lock();
+    if ctx.json {
+        let kept: Vec<Value> = found
+            .iter()
+            .map(|(k, dls)| {
+                json!({
+                    "deleted_us": k.deleted_us,
+                    "deleted": format_time_us(k.deleted_us),
+                    "dir": k.dir.display().to_string(),
+                    "dead_letters": dls.iter().map(dead_letter_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return render::print_json(&mut out, &json!({ "topic": topic, "group": group, "kept": kept }));
+    }
+    if found.is_empty() {
+        writeln!(out, "no dead letters kept from deleted groups {topic}/{group}")?;
+    }
+    for (k, dls) in &found {
+        writeln!(
+            out,
+            "kept from {topic}/{group} deleted {} ({}):",
+            format_time_us(k.deleted_us),
+            plural(dls.len() as u64, "dead letter")
+        )?;
+        for d in dls {
+            writeln!(out, "{}", dead_letter_lines(d))?;
+        }
+    }
+    Ok(())
+}
+
 /// Run `tidelog dlq list|redrive|purge`.
 pub fn run_dlq(ctx: Ctx, args: &DlqArgs) -> CliResult {
     match &args.command {
-        DlqCommand::List { dir, topic, group, parked } => {
+        DlqCommand::List { dir, topic, group, parked, kept: true } => list_kept(ctx, dir, topic, group, *parked),
+        DlqCommand::List { dir, topic, group, parked, kept: false } => {
             let store = open_store(dir)?;
             existing_group(&store, topic, group)?;
             let mut dls = store

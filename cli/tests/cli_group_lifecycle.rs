@@ -166,3 +166,23 @@ fn dlq_purge_keeps_the_newest_or_purges_by_age_or_all_and_needs_yes() {
         assert_eq!(tidelog(&args).status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn consumers_delete_can_keep_the_dead_letters_and_dlq_list_kept_shows_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(fixture(tmp.path()));
+    let dir = p(tmp.path());
+    let v = json(&["consumers", "delete", dir, "orders", "billing", "--yes", "--keep-dead-letters"]);
+    assert!(v["kept"]["deleted_us"].as_u64().is_some(), "{v}");
+    assert!(json(&["consumers", dir])["groups"].as_array().unwrap().is_empty());
+    let v = json(&["dlq", "list", dir, "orders", "billing", "--kept"]);
+    let sets = v["kept"].as_array().unwrap();
+    assert_eq!(sets.len(), 1);
+    let reasons: Vec<_> = sets[0]["dead_letters"].as_array().unwrap().iter().map(|d| d["reason"].clone()).collect();
+    assert_eq!(reasons, ["bad", "bad", "bad"]);
+    let o = tidelog(&["dlq", "list", dir, "orders", "billing", "--kept"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kept from orders/billing deleted"), "{}", text(&o));
+    // The group's own dead letters are gone with it.
+    let o = tidelog(&["dlq", "list", dir, "orders", "billing"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

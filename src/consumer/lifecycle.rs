@@ -7,7 +7,7 @@
 //! whole; after it the group is gone (it is not listed, and no longer holds back retention),
 //! and the leftover directory is removed by the next delete in the topic.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::group::Group;
 use super::lag::{self, GroupLag};
@@ -20,7 +20,7 @@ use crate::io::DirLock;
 use crate::store::{validate_name, Store, Topic};
 
 /// Prefix of a group directory being deleted.
-const DELETING_PREFIX: &str = "#deleting.";
+pub(super) const DELETING_PREFIX: &str = "#deleting.";
 
 impl Topic {
     /// [`Error::GroupOpen`] if group `name` is open in this process.
@@ -55,13 +55,22 @@ impl Topic {
     /// [`Error::GroupOpen`] while the group is open (in this process or another: its lock is
     /// taken for the delete). Afterwards the group no longer holds back retention, and a group
     /// opened under the same name is a new group. Crash-safe: the group is either whole or
-    /// gone (see the module documentation).
+    /// gone (see the module documentation). [`Topic::delete_group_keeping_dead_letters`]
+    /// keeps the dead letters.
     pub fn delete_group(&self, name: &str) -> Result<()> {
+        let tomb = self.retire_group(name, &format!("{DELETING_PREFIX}{name}"))?;
+        remove_deleting(&tomb)
+    }
+
+    /// Take group `name` out of the topic in one durable step: with its lock held, rename
+    /// its directory to `new_name` (a name no group can have) in the same parent and fsync
+    /// the parent. Returns the new path. Leftovers of interrupted deletes go first.
+    pub(super) fn retire_group(&self, name: &str, new_name: &str) -> Result<PathBuf> {
         let paths = self.existing_group_paths(name)?;
         self.check_closed_here(name, &paths)?;
         let groups_dir = self.store().groups_dir(self.name());
         remove_leftovers(&groups_dir)?;
-        let tomb = groups_dir.join(format!("{DELETING_PREFIX}{name}"));
+        let tomb = groups_dir.join(new_name);
         {
             // The state log's lock is the group's lock: held across the rename, so no process
             // opens the group meanwhile. A group without a state log yet has nobody to lock.
@@ -79,8 +88,7 @@ impl Topic {
             // is whole or gone, never half-deleted.
             storage::fsync_dir(&groups_dir)?;
         }
-        remove_tree(&tomb)?;
-        storage::fsync_dir(&groups_dir)
+        Ok(tomb)
     }
 
     /// Every group of this topic with its position and lag (see [`crate::Store::lag`]).
@@ -137,6 +145,16 @@ impl Store {
     /// Delete a consumer group (see [`Topic::delete_group`]).
     pub fn delete_group(&self, topic: &str, group: &str) -> Result<()> {
         self.open_topic(topic)?.delete_group(group)
+    }
+}
+
+/// Remove `dir`, whose name starts with [`DELETING_PREFIX`] (so that a crash midway leaves
+/// what the next delete removes), and make that durable.
+pub(super) fn remove_deleting(dir: &Path) -> Result<()> {
+    remove_tree(dir)?;
+    match dir.parent() {
+        Some(parent) => storage::fsync_dir(parent),
+        None => Ok(()),
     }
 }
 

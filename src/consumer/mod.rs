@@ -12,6 +12,7 @@
 //! * [`dead_letters`]: the dead-letter records and their listing;
 //! * [`lag`]: how far a group is behind;
 //! * [`lifecycle`]: listing, deleting, and changing groups no process has open;
+//! * [`kept`]: dead letters kept from a deleted group;
 //! * [`position`]: where a start or reset target points in a topic;
 //! * [`registry`]: finding and opening groups from a store or topic;
 //! * [`retention`]: releasing consumed segments.
@@ -19,6 +20,7 @@
 pub(crate) mod dead_letters;
 pub(crate) mod delivery;
 pub(crate) mod group;
+pub(crate) mod kept;
 pub(crate) mod lag;
 pub(crate) mod lifecycle;
 pub(crate) mod options;
@@ -33,6 +35,7 @@ pub use dead_letters::purge::{PurgeDeadLetters, PurgeReport};
 pub use dead_letters::{DeadLetter, DeadLetterCause, DeadLetterStatus, MAX_REASON_BYTES};
 pub use delivery::Delivery;
 pub use group::Group;
+pub use kept::KeptDeadLetters;
 pub use lag::GroupLag;
 pub use options::{AckMode, Backoff, DeliveryOrder, GroupOptions, StartFrom, MAX_RETRY_DELAY};
 pub use pending::{Pending, PendingState};

@@ -221,11 +221,14 @@ pub(crate) fn list(dl: &Log, view: &View) -> Result<Vec<DeadLetter>> {
 
 /// Dead letters of a group that is not open in this process.
 pub(crate) fn persisted(topic: &Topic, group: &str) -> Result<Vec<DeadLetter>> {
-    let paths = GroupPaths::new(topic, group);
+    persisted_in(&GroupPaths::new(topic, group), topic.store().options())
+}
+
+/// Dead letters of the group whose files are `paths`, as its persisted state says.
+pub(crate) fn persisted_in(paths: &GroupPaths, opts: &StoreOptions) -> Result<Vec<DeadLetter>> {
     if !paths.dir.is_dir() {
-        return Err(Error::NotFound { path: paths.dir });
+        return Err(Error::NotFound { path: paths.dir.clone() });
     }
-    let opts = topic.store().options();
     let s = persist::load_view(&paths.dir, &persist::state_log_options(opts, None))?;
     let dl = match Log::open_read_only(&paths.dead_letters, log_options(opts)) {
         Ok(dl) => dl,
