@@ -43,7 +43,8 @@ pub enum ConsumersCommand {
     },
     /// Move a group's position: every unfinished event of the old position (in flight,
     /// waiting for a retry) is dropped, and the group continues from the new one. Refused
-    /// while any process has the group open (a running service calls `Group::reset`).
+    /// while any process has the group open (a running service calls `Group::reset`); there
+    /// is no --force, because only the process that owns a group may write its state.
     Reset {
         /// The store directory.
         dir: PathBuf,
@@ -57,8 +58,9 @@ pub enum ConsumersCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Delete a group: its state and its dead letters. Refused while any process has it
-    /// open. Afterwards it no longer holds back `delete_consumed` retention.
+    /// Delete a group: its state and its dead letters (or keep those, with
+    /// --keep-dead-letters). Refused while any process has it open. Afterwards it no longer
+    /// holds back `delete_consumed` retention.
     Delete {
         /// The store directory.
         dir: PathBuf,
