@@ -23,10 +23,15 @@ use crate::store::{validate_name, Store, Topic};
 pub(super) const DELETING_PREFIX: &str = "#deleting.";
 
 impl Topic {
+    /// [`Error::GroupOpen`] for group `name`.
+    fn group_open(&self, name: &str, paths: &GroupPaths) -> Error {
+        Error::GroupOpen { group: format!("{}/{name}", self.name()), path: paths.dir.clone() }
+    }
+
     /// [`Error::GroupOpen`] if group `name` is open in this process.
     fn check_closed_here(&self, name: &str, paths: &GroupPaths) -> Result<()> {
         match self.live_group(name) {
-            Some(_) => Err(Error::GroupOpen { group: format!("{}/{name}", self.name()), path: paths.dir.clone() }),
+            Some(_) => Err(self.group_open(name, paths)),
             None => Ok(()),
         }
     }
@@ -46,7 +51,7 @@ impl Topic {
         let paths = self.existing_group_paths(name)?;
         self.check_closed_here(name, &paths)?;
         self.group(name, GroupOptions::default()).map_err(|e| match e {
-            Error::Locked { .. } => Error::GroupOpen { group: format!("{}/{name}", self.name()), path: paths.dir },
+            Error::Locked { .. } => self.group_open(name, &paths),
             e => e,
         })
     }
@@ -76,9 +81,7 @@ impl Topic {
             // opens the group meanwhile. A group without a state log yet has nobody to lock.
             let _lock = match paths.state.is_dir() {
                 true => Some(DirLock::acquire(&paths.state).map_err(|e| match e {
-                    Error::Locked { .. } => {
-                        Error::GroupOpen { group: format!("{}/{name}", self.name()), path: paths.dir.clone() }
-                    }
+                    Error::Locked { .. } => self.group_open(name, &paths),
                     e => e,
                 })?),
                 false => None,
