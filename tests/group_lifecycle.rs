@@ -436,14 +436,19 @@ fn a_purge_removes_whole_dead_letter_segments() {
     assert!(store.dead_letters("t", "g").unwrap().is_empty());
 }
 
+/// A copy of the fixture store `name` (see `tests/consumer_compat.rs` for what it holds).
+fn fixture(tmp: &tempfile::TempDir, name: &str) -> Store {
+    let dir = tmp.path().join("store");
+    copy_tree(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name), &dir);
+    Store::open(&dir, StoreOptions::default().create_if_missing(false)).unwrap()
+}
+
 /// A group written by the release before (state events version 2, snapshot payload version
 /// 2) opens, is reset and purged, and reopens with both.
 #[test]
 fn a_group_of_the_previous_release_opens_and_is_reset_and_purged() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
-    copy_tree(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2"), &dir);
-    let store = Store::open(&dir, StoreOptions::default().create_if_missing(false)).unwrap();
+    let store = fixture(&tmp, "store-v2");
     let t = store.open_topic("orders").unwrap();
     assert_eq!(t.reset_group("audit", StartFrom::Offset(6)).unwrap(), 6);
     let r = t.purge_dead_letters("billing", PurgeDeadLetters::All).unwrap();
@@ -509,4 +514,22 @@ fn a_group_deleted_keeping_its_dead_letters_frees_retention_and_keeps_them_reada
     assert!(t.kept_dead_letters().unwrap().is_empty());
     assert!(!kept.dir.exists());
     assert!(matches!(t.read_kept_dead_letters(&kept), Err(Error::NotFound { .. })));
+}
+
+/// A group written by the first release (state events version 1, dead letters in format 1,
+/// never closed) opens and is reset and purged; its redriven dead letter, still pending,
+/// stops the purge below it.
+#[test]
+fn a_group_of_the_first_release_opens_and_is_reset_and_purged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = fixture(&tmp, "store-v1");
+    let t = store.open_topic("orders").unwrap();
+    assert_eq!(t.reset_group("audit", StartFrom::Offset(6)).unwrap(), 6);
+    let r = t.purge_dead_letters("billing", PurgeDeadLetters::All).unwrap();
+    assert_eq!((r.purged, r.purged_below), (1, 1));
+    let billing = t.group("billing", GroupOptions::default()).unwrap();
+    let left: Vec<_> = billing.dead_letters().unwrap().iter().map(|d| (d.dlq_offset, d.status)).collect();
+    assert_eq!(left, [(1, tidelog::DeadLetterStatus::Redriven)]);
+    let audit = t.group("audit", GroupOptions::default()).unwrap();
+    assert_eq!(drain(&audit), [6, 7]);
 }
