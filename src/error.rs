@@ -341,6 +341,26 @@ pub enum Error {
         /// The destination.
         path: PathBuf,
     },
+    /// A group was asked to settle the topic event at `offset` by its offset, but that event
+    /// is not delivered by this opening of the group now (never delivered, settled already,
+    /// or its lease expired and it was delivered again since). Nothing was changed.
+    #[error("topic offset {offset} is not delivered by group {group} now")]
+    NotDelivered {
+        /// `topic/group` asked to settle it.
+        group: String,
+        /// The event's offset in the topic.
+        offset: u64,
+    },
+    /// A consumer group cannot be changed this way while it is open (in this process or
+    /// another): deleting it, or resetting or purging it from outside. Close it first, or
+    /// make the change through the open [`crate::Group`].
+    #[error("consumer group {group} is open; close it first ({path})")]
+    GroupOpen {
+        /// `topic/group`.
+        group: String,
+        /// The group's directory.
+        path: PathBuf,
+    },
 }
 
 impl Error {

@@ -1,13 +1,13 @@
-//! `tidelog dlq list|redrive STORE TOPIC GROUP`: a consumer group's dead letters.
+//! `tidelog dlq list|redrive|purge STORE TOPIC GROUP`: a consumer group's dead letters.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use tidelog::{DeadLetter, DeadLetterStatus, GroupOptions};
+use tidelog::{DeadLetter, DeadLetterStatus, GroupOptions, PurgeDeadLetters};
 
 use crate::error::{CliError, CliResult};
-use crate::locate::{existing_group, open_store};
+use crate::locate::{existing_group, open_store, open_topic};
 use crate::render::{self, plural, RecordRef, RecordStyle};
 use crate::time::format_time_us;
 use crate::Ctx;
@@ -33,6 +33,10 @@ pub enum DlqCommand {
         /// Only dead letters still parked (redrivable).
         #[arg(long)]
         parked: bool,
+        /// The dead letters kept from deleted groups of this name (`consumers delete
+        /// --keep-dead-letters`), instead of the group's own; the group need not exist.
+        #[arg(long)]
+        kept: bool,
     },
     /// Deliver dead letters to their group again: every parked one (--all), or the ones named
     /// (--offset, repeatable). The group must not be open in another process (its lock is
@@ -47,6 +51,71 @@ pub enum DlqCommand {
         #[command(flatten)]
         which: Which,
     },
+    /// Purge dead letters, oldest first: every one (--all), those older than an age
+    /// (--older-than), or all but the newest N (--keep). Purged ones are no longer listed
+    /// nor redrivable, and whole dead-letter segments below them are deleted. A redriven
+    /// dead letter not settled yet stops the purge below it. The group must not be open in
+    /// another process; a running service calls `Group::purge_dead_letters`.
+    Purge {
+        /// The store directory.
+        dir: PathBuf,
+        /// The topic.
+        topic: String,
+        /// The consumer group.
+        group: String,
+        #[command(flatten)]
+        which: PurgeWhich,
+        /// Really purge (purged dead letters cannot be brought back).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Which dead letters to purge: exactly one rule.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct PurgeWhich {
+    /// Every dead letter.
+    #[arg(long)]
+    all: bool,
+    /// Those dead-lettered longer ago than this: a number with a unit, `s`, `m`, `h` or `d`
+    /// (`90s`, `12h`, `7d`), or plain seconds.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    older_than: Option<std::time::Duration>,
+    /// All but the newest N.
+    #[arg(long, value_name = "N")]
+    keep: Option<u64>,
+}
+
+impl PurgeWhich {
+    fn rule(&self) -> PurgeDeadLetters {
+        match (self.older_than, self.keep) {
+            (Some(age), _) => PurgeDeadLetters::OlderThan(age),
+            (_, Some(n)) => PurgeDeadLetters::KeepNewest(n),
+            _ => PurgeDeadLetters::All,
+        }
+    }
+}
+
+/// Parse an age: a number of seconds, or a number with a unit `s`, `m`, `h` or `d`.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),
+        _ => (t, 's'),
+    };
+    let scale = match unit {
+        's' => 1.0,
+        'm' => 60.0,
+        'h' => 3600.0,
+        'd' => 86_400.0,
+        _ => return Err(format!("`{s}`: the unit must be s, m, h or d")),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not an age like 90s, 12h or 7d"))?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(format!("`{s}` is not an age ≥ 0"));
+    }
+    std::time::Duration::try_from_secs_f64(n * scale).map_err(|_| format!("`{s}` is too long"))
 }
 
 /// Which dead letters to redrive: all parked ones, or those named; exactly one of the two.
@@ -99,10 +168,59 @@ fn dead_letter_lines(d: &DeadLetter) -> String {
     format!("{head}\n  {}", render::record_line(&RecordRef::from(&d.record), RecordStyle::default()))
 }
 
-/// Run `tidelog dlq list|redrive`.
+/// `dlq list --kept`: the dead letters kept from deleted groups named `group`, by deletion.
+fn list_kept(ctx: Ctx, dir: &Path, topic: &str, group: &str, parked: bool) -> CliResult {
+    let store = open_store(dir)?;
+    let t = open_topic(&store, topic)?;
+    tidelog::validate_name("group", group).map_err(CliError::log(format!("naming group {topic}/{group}")))?;
+    let sets = t.kept_dead_letters().map_err(CliError::log(format!("listing the kept dead letters of {topic}")))?;
+    let mut found = Vec::new();
+    for k in sets.into_iter().filter(|k| k.group == group) {
+        let mut dls = t
+            .read_kept_dead_letters(&k)
+            .map_err(CliError::log(format!("reading the dead letters kept in {}", k.dir.display())))?;
+        if parked {
+            dls.retain(|d| d.status == DeadLetterStatus::Parked);
+        }
+        found.push((k, dls));
+    }
+    let mut out = io::stdout().lock();
+    if ctx.json {
+        let kept: Vec<Value> = found
+            .iter()
+            .map(|(k, dls)| {
+                json!({
+                    "deleted_us": k.deleted_us,
+                    "deleted": format_time_us(k.deleted_us),
+                    "dir": k.dir.display().to_string(),
+                    "dead_letters": dls.iter().map(dead_letter_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return render::print_json(&mut out, &json!({ "topic": topic, "group": group, "kept": kept }));
+    }
+    if found.is_empty() {
+        writeln!(out, "no dead letters kept from deleted groups {topic}/{group}")?;
+    }
+    for (k, dls) in &found {
+        writeln!(
+            out,
+            "kept from {topic}/{group} deleted {} ({}):",
+            format_time_us(k.deleted_us),
+            plural(dls.len() as u64, "dead letter")
+        )?;
+        for d in dls {
+            writeln!(out, "{}", dead_letter_lines(d))?;
+        }
+    }
+    Ok(())
+}
+
+/// Run `tidelog dlq list|redrive|purge`.
 pub fn run_dlq(ctx: Ctx, args: &DlqArgs) -> CliResult {
     match &args.command {
-        DlqCommand::List { dir, topic, group, parked } => {
+        DlqCommand::List { dir, topic, group, parked, kept: true } => list_kept(ctx, dir, topic, group, *parked),
+        DlqCommand::List { dir, topic, group, parked, kept: false } => {
             let store = open_store(dir)?;
             existing_group(&store, topic, group)?;
             let mut dls = store
@@ -129,13 +247,45 @@ pub fn run_dlq(ctx: Ctx, args: &DlqArgs) -> CliResult {
             }
             Ok(())
         }
+        DlqCommand::Purge { dir, topic, group, which, yes } => {
+            let store = open_store(dir)?;
+            let t = existing_group(&store, topic, group)?;
+            if !yes {
+                return Err(CliError::Usage(format!(
+                    "purging dead letters of {topic}/{group} cannot be undone: add --yes"
+                )));
+            }
+            let report = t.purge_dead_letters(group, which.rule()).map_err(|e| match e {
+                tidelog::Error::GroupOpen { .. } => {
+                    crate::consumers::group_is_open(topic, group, "Group::purge_dead_letters")
+                }
+                e => CliError::log(format!("purging the dead letters of {topic}/{group}"))(e),
+            })?;
+            let mut out = io::stdout().lock();
+            if ctx.json {
+                let doc = json!({
+                    "topic": topic,
+                    "group": group,
+                    "purged": report.purged,
+                    "purged_below": report.purged_below,
+                    "segments_removed": report.segments_removed,
+                });
+                return render::print_json(&mut out, &doc);
+            }
+            writeln!(
+                out,
+                "purged {} of {topic}/{group} (every dead letter below dlq_offset {} is gone; {} removed)",
+                plural(report.purged, "dead letter"),
+                report.purged_below,
+                plural(report.segments_removed as u64, "segment")
+            )?;
+            Ok(())
+        }
         DlqCommand::Redrive { dir, topic, group, which } => {
             let store = open_store(dir)?;
             let t = existing_group(&store, topic, group)?;
             let g = t.group(group, GroupOptions::default()).map_err(|e| match e {
-                tidelog::Error::Locked { .. } => CliError::Usage(format!(
-                    "group {topic}/{group} is open in another process; stop it, or redrive from it with Group::redrive"
-                )),
+                tidelog::Error::Locked { .. } => crate::consumers::group_is_open(topic, group, "Group::redrive"),
                 e => CliError::log(format!("opening group {topic}/{group}"))(e),
             })?;
             let dls =
@@ -184,6 +334,24 @@ pub fn run_dlq(ctx: Ctx, args: &DlqArgs) -> CliResult {
                 plural(chosen.len() as u64, "dead letter")
             )?;
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_age;
+    use std::time::Duration;
+
+    #[test]
+    fn ages_take_a_unit_or_plain_seconds_and_refuse_the_rest() {
+        assert_eq!(parse_age("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "d", "-1d", "5w", "nanh", "infd", "1e300d"] {
+            assert!(parse_age(bad).is_err(), "{bad}");
         }
     }
 }

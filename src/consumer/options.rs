@@ -112,14 +112,23 @@ pub enum DeliveryOrder {
     PerKey,
 }
 
-/// Where a new group starts.
+/// Where a new group starts, or where [`crate::Group::reset`] moves a group. An offset or
+/// time outside what the topic holds is taken to the nearest end: before the first retained
+/// event is the first, after the end is the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StartFrom {
     /// The first event still in the topic.
     Earliest,
-    /// The topic's end when the group is created: only events published afterwards.
+    /// The topic's end when the group is created (or reset): only events published
+    /// afterwards.
     Latest,
+    /// The event at this topic offset.
+    Offset(u64),
+    /// The first event whose timestamp is at or after this time (µs since the Unix epoch);
+    /// the topic's end if every event is older. Found by the log's time lookup (binary
+    /// search over segments, then the segment's time index), not by a scan.
+    Time(u64),
 }
 
 /// Options for [`crate::Topic::group`]. Built with consuming setters.

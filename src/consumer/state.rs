@@ -132,6 +132,9 @@ pub(crate) struct GroupState {
     pub dead_letter_format_from: Option<u64>,
     /// Events removed by size or age retention before this group finished them.
     pub lost_to_retention: u64,
+    /// Dead-letter records below this offset were purged: they are neither listed nor
+    /// redriven, and their segments may be removed.
+    pub dlq_purged_below: u64,
     next_lease: u64,
     /// Entries whose status is `Held`.
     held: usize,
@@ -354,20 +357,67 @@ impl GroupState {
     /// A retry of `id` waiting for its due time becomes due at once. Returns false, changing
     /// nothing, if `id` is not waiting for a retry.
     pub(crate) fn retry_now(&mut self, id: ItemId) -> bool {
-        let Some(e) = self.entries.get_mut(&id) else { return false };
-        match e.status {
-            Status::Scheduled { due_us } if due_us > 0 => {
-                e.retry_due_us = 0;
-                self.set_status(id, Status::Scheduled { due_us: 0 });
-                true
-            }
-            // Per-key: it stays behind its key, due at once when released.
-            Status::Held if e.retry_due_us > 0 => {
-                e.retry_due_us = 0;
-                true
-            }
-            _ => false,
+        self.reschedule(id, 0)
+    }
+
+    /// True if `id` waits for a retry (scheduled after a nack, or held behind its key with a
+    /// retry time).
+    pub(crate) fn is_retrying(&self, id: ItemId) -> bool {
+        self.entries.get(&id).is_some_and(|e| match e.status {
+            Status::Scheduled { due_us } => due_us > 0,
+            Status::Held => e.retry_due_us > 0,
+            Status::InFlight { .. } => false,
+        })
+    }
+
+    /// A retry of `id` waiting for its due time is due at `due_us` instead (0: at once).
+    /// Returns false, changing nothing, if `id` is not waiting for a retry.
+    pub(crate) fn reschedule(&mut self, id: ItemId, due_us: u64) -> bool {
+        if !self.is_retrying(id) {
+            return false;
         }
+        let Some(e) = self.entries.get_mut(&id) else { return false };
+        e.retry_due_us = due_us;
+        // Per-key: a held one stays behind its key, due then when released.
+        if e.status != Status::Held {
+            self.set_status(id, Status::Scheduled { due_us });
+        }
+        true
+    }
+
+    /// The delivery of `id` is given back without counting as an attempt: it is due again at
+    /// once with `attempts` deliveries counted (one fewer than the delivery it gives back).
+    pub(crate) fn release(&mut self, id: ItemId, attempts: u32) {
+        let Some(e) = self.entries.get_mut(&id) else { return };
+        e.attempts = attempts;
+        e.expired_lease = None;
+        e.unsettled = false;
+        e.retry_due_us = 0;
+        if e.status != Status::Held {
+            self.set_status(id, Status::Scheduled { due_us: 0 });
+        }
+    }
+
+    /// The group's position is set to `to`: every pending topic event is dropped (in flight,
+    /// waiting for a retry or held back: settling one of them afterwards is a lost lease),
+    /// and the next new event is the one at `to`. Redriven dead letters and parked ones stay.
+    pub(crate) fn reset(&mut self, to: u64) {
+        let topic: Vec<ItemId> =
+            self.entries.range(ItemId::Topic(0)..=ItemId::Topic(u64::MAX)).map(|(id, _)| *id).collect();
+        for id in topic {
+            self.unindex(id);
+            self.entries.remove(&id);
+        }
+        // Only topic events are queued by key.
+        self.keys.clear();
+        self.cursor = to;
+    }
+
+    /// Dead-letter records below `below` are purged: none of them is parked any more.
+    pub(crate) fn purge_dead_letters(&mut self, below: u64) {
+        self.parked.retain(|d| *d >= below);
+        self.dlq_purged_below = self.dlq_purged_below.max(below);
+        self.dlq_next = self.dlq_next.max(below);
     }
 
     /// Record a failed attempt and schedule the next one.

@@ -8,6 +8,7 @@
 //! Layouts in `docs/format.md` ("Dead-letter records").
 
 mod legacy;
+pub(crate) mod purge;
 mod record;
 
 use std::collections::BTreeSet;
@@ -173,6 +174,8 @@ pub(crate) struct View {
     /// Records at or after this offset are not reflected in the state yet (written just
     /// before a crash): they are parked.
     reflected_below: u64,
+    /// Records below this offset were purged: not listed.
+    purged_below: u64,
 }
 
 impl View {
@@ -190,6 +193,7 @@ impl View {
             parked: s.parked.clone(),
             redriving,
             reflected_below: s.dlq_next,
+            purged_below: s.dlq_purged_below,
         }
     }
 
@@ -204,10 +208,10 @@ impl View {
     }
 }
 
-/// Every dead letter in `dl`, oldest first, with its status.
+/// Every dead letter in `dl` not purged, oldest first, with its status.
 pub(crate) fn list(dl: &Log, view: &View) -> Result<Vec<DeadLetter>> {
     let mut out = Vec::new();
-    for rec in dl.iter(dl.first_offset()) {
+    for rec in dl.iter(dl.first_offset().max(view.purged_below)) {
         let mut d = decode(rec?, view.format_2_from, dl.dir())?;
         d.status = view.status(d.dlq_offset);
         out.push(d);
@@ -217,11 +221,14 @@ pub(crate) fn list(dl: &Log, view: &View) -> Result<Vec<DeadLetter>> {
 
 /// Dead letters of a group that is not open in this process.
 pub(crate) fn persisted(topic: &Topic, group: &str) -> Result<Vec<DeadLetter>> {
-    let paths = GroupPaths::new(topic, group);
+    persisted_in(&GroupPaths::new(topic, group), topic.store().options())
+}
+
+/// Dead letters of the group whose files are `paths`, as its persisted state says.
+pub(crate) fn persisted_in(paths: &GroupPaths, opts: &StoreOptions) -> Result<Vec<DeadLetter>> {
     if !paths.dir.is_dir() {
-        return Err(Error::NotFound { path: paths.dir });
+        return Err(Error::NotFound { path: paths.dir.clone() });
     }
-    let opts = topic.store().options();
     let s = persist::load_view(&paths.dir, &persist::state_log_options(opts, None))?;
     let dl = match Log::open_read_only(&paths.dead_letters, log_options(opts)) {
         Ok(dl) => dl,

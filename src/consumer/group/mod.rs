@@ -2,11 +2,17 @@
 //! records every change, and the public [`Group`] handle. The work is split by job:
 //! [`open`] loads and reconciles the state, [`journal`] records state changes and
 //! snapshots, [`poll`] hands out deliveries, [`settle`] takes acks, nacks, rejects, lease
-//! extensions and redrives.
+//! extensions and redrives, [`by_offset`] settles by topic offset, [`retries`] lists what
+//! waits and changes scheduled retries, [`reset`] moves the position, [`purge`] purges
+//! dead letters.
 
+mod by_offset;
 mod journal;
 mod open;
 mod poll;
+mod purge;
+mod reset;
+mod retries;
 mod settle;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,10 +21,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::dead_letters::purge::{PurgeDeadLetters, PurgeReport};
 use super::dead_letters::{self, DeadLetter};
 use super::delivery::{Delivery, Holder};
 use super::lag::{self, GroupLag};
 use super::options::GroupOptions;
+use super::options::StartFrom;
+use super::pending::Pending;
 use super::persist::{GroupPaths, StateEvent};
 use super::state::GroupState;
 use crate::error::{Error, Result};
@@ -26,6 +35,7 @@ use crate::store::Topic;
 use crate::{Cursor, Log};
 
 use journal::Outcome;
+use settle::Settle;
 
 pub(super) struct Core {
     state: GroupState,
@@ -239,6 +249,106 @@ impl Group {
     /// nothing, if that event is not waiting for a retry.
     pub fn retry_now(&self, offset: u64) -> Result<bool> {
         self.inner.retry_now(offset)
+    }
+
+    /// Nack several deliveries (see [`Group::nack`]) with one state-log append and one
+    /// flush. Every delivery still held is nacked; if some were not, returns
+    /// [`Error::LeaseLost`] for the first of them after nacking the others. If any of them
+    /// was not handed out by this group, returns [`Error::ForeignDelivery`] and nacks none.
+    pub fn nack_batch(&self, ds: &[Delivery], reason: &str) -> Result<()> {
+        let claims = self.inner.claims_of(ds)?;
+        self.inner.settle(|_| Ok(claims), Settle::Fail { rejected: false, delay: None, reason })
+    }
+
+    /// Reject several deliveries (see [`Group::reject`]); errors as for [`Group::nack_batch`].
+    pub fn reject_batch(&self, ds: &[Delivery], reason: &str) -> Result<()> {
+        let claims = self.inner.claims_of(ds)?;
+        self.inner.settle(|_| Ok(claims), Settle::Fail { rejected: true, delay: None, reason })
+    }
+
+    /// Give a delivery back without counting it as a failed attempt (RabbitMQ's requeue on
+    /// shutdown): the event is due again at once, and its next delivery has the same attempt
+    /// number as this one. Unlike [`Group::nack`], it records no failure, waits for no
+    /// backoff and never moves the event to the dead letters. Errors as for [`Group::ack`].
+    pub fn release(&self, d: &Delivery) -> Result<()> {
+        self.release_batch(std::slice::from_ref(d))
+    }
+
+    /// Release several deliveries (see [`Group::release`]); errors as for
+    /// [`Group::nack_batch`].
+    pub fn release_batch(&self, ds: &[Delivery]) -> Result<()> {
+        let claims = self.inner.claims_of(ds)?;
+        self.inner.settle(|_| Ok(claims), Settle::Release)
+    }
+
+    /// Acknowledge topic events by offset. Each must be delivered by this opening of the
+    /// group now (leased, or its lease expired and nobody was given it since), else
+    /// [`Error::NotDelivered`] names the first that is not, and nothing is acked. A redriven
+    /// dead letter is settled through its [`Delivery`] only.
+    pub fn ack_offsets(&self, offsets: &[u64]) -> Result<()> {
+        self.inner.settle(|core| self.inner.claims_at(core, offsets), Settle::Ack)
+    }
+
+    /// Nack topic events by offset (see [`Group::nack`]); errors as for
+    /// [`Group::ack_offsets`].
+    pub fn nack_offsets(&self, offsets: &[u64], reason: &str) -> Result<()> {
+        let how = Settle::Fail { rejected: false, delay: None, reason };
+        self.inner.settle(|core| self.inner.claims_at(core, offsets), how)
+    }
+
+    /// Reject topic events by offset (see [`Group::reject`]); errors as for
+    /// [`Group::ack_offsets`].
+    pub fn reject_offsets(&self, offsets: &[u64], reason: &str) -> Result<()> {
+        let how = Settle::Fail { rejected: true, delay: None, reason };
+        self.inner.settle(|core| self.inner.claims_at(core, offsets), how)
+    }
+
+    /// Release topic events by offset (see [`Group::release`]); errors as for
+    /// [`Group::ack_offsets`].
+    pub fn release_offsets(&self, offsets: &[u64]) -> Result<()> {
+        self.inner.settle(|core| self.inner.claims_at(core, offsets), Settle::Release)
+    }
+
+    /// Every unfinished event of the group, in flight, waiting for a retry, due again or held
+    /// back: its offset, attempts, lease deadline or retry due time. Topic events by offset,
+    /// then redriven dead letters.
+    pub fn pending(&self) -> Vec<Pending> {
+        self.inner.pending()
+    }
+
+    /// Cancel the retry the topic event at `offset` waits for: the event is given up as
+    /// done, like an ack (EventStoreDB's *skip*), with no dead letter. Returns false, changing
+    /// nothing, if the event is not waiting for a retry. ([`Group::retry_now`] delivers it now
+    /// instead.)
+    pub fn cancel_retry(&self, offset: u64) -> Result<bool> {
+        self.inner.change_retry(offset, None)
+    }
+
+    /// Move the retry the topic event at `offset` waits for to `delay` from now (capped at
+    /// [`crate::MAX_RETRY_DELAY`]), durably. Returns false, changing nothing, if the event is
+    /// not waiting for a retry.
+    pub fn reschedule_retry(&self, offset: u64, delay: Duration) -> Result<bool> {
+        self.inner.change_retry(offset, Some(delay))
+    }
+
+    /// Move the group's position to `to` (the topic's first event, its end, an offset, or
+    /// the first event at or after a time); returns the offset it resolved to. Every
+    /// unfinished topic event is dropped: deliveries in flight can no longer be settled
+    /// ([`Error::LeaseLost`]), scheduled retries and held-back events are forgotten, and the
+    /// next poll hands out the event at the new position, then every later one, whether or
+    /// not it was acked before (a reset back replays). Redriven and parked dead letters are
+    /// kept. Recorded as one state change, durable before this returns (in
+    /// [`crate::AckMode::Durable`]), so a reopened group continues from the new position.
+    pub fn reset(&self, to: StartFrom) -> Result<u64> {
+        self.inner.reset(to)
+    }
+
+    /// Purge dead letters, oldest first (see [`PurgeDeadLetters`]): purged ones are no longer
+    /// listed nor redrivable, and the dead-letter log's segments wholly below the purge mark
+    /// are deleted. The mark is durable before anything is deleted. A redriven dead letter
+    /// not settled yet is never purged, nor anything after it: the mark stops below it.
+    pub fn purge_dead_letters(&self, which: PurgeDeadLetters) -> Result<PurgeReport> {
+        self.inner.purge_dead_letters(which)
     }
 
     /// Deliver a parked dead letter to this group again (with a fresh delivery count).

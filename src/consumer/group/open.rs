@@ -10,8 +10,9 @@ use super::{Core, GroupInner};
 use crate::consumer::dead_letters;
 use crate::consumer::delivery::Holder;
 use crate::consumer::now_us;
-use crate::consumer::options::{AckMode, DeliveryOrder, GroupOptions, StartFrom};
+use crate::consumer::options::{AckMode, DeliveryOrder, GroupOptions};
 use crate::consumer::persist::{self, GroupPaths, Source, StateEvent};
+use crate::consumer::position;
 use crate::consumer::state::{GroupState, ItemId, MAX_GAP};
 use crate::error::{Error, Result};
 use crate::store::Topic;
@@ -28,7 +29,8 @@ impl GroupInner {
         };
         // The state log's writer lock is the group's lock.
         let state_log = persist::open_state_log(&paths.state, &store_opts, flush_every)?;
-        let (topic_first, topic_end) = match topic.fresh_reader()? {
+        let reader = topic.fresh_reader()?;
+        let (topic_first, topic_end) = match &reader {
             Some((log, _)) => (log.first_offset(), log.next_offset()),
             None => (0, 0),
         };
@@ -37,10 +39,7 @@ impl GroupInner {
         let fresh = loaded.source == Source::Nothing && state_log.is_empty() && state_log.first_offset() == 0;
         let mut replayed = 0;
         let mut state = if fresh {
-            let start = match opts.start {
-                StartFrom::Earliest => topic_first,
-                StartFrom::Latest => topic_end,
-            };
+            let start = position::resolve(reader.as_ref().map(|(log, _)| log), opts.start)?;
             events.push(StateEvent::Start { offset: start });
             GroupState::starting_at(start)
         } else {

@@ -16,6 +16,35 @@ use crate::store::instant_after;
 use crate::Log;
 use crate::OwnedRecord;
 
+/// What a settling call names: an item and the lease its caller holds.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Claim {
+    pub(super) id: ItemId,
+    pub(super) lease: u64,
+    /// For errors: the event's topic offset and the attempt the caller holds.
+    pub(super) offset: u64,
+    pub(super) attempt: u32,
+}
+
+impl Claim {
+    fn of(d: &Delivery) -> Claim {
+        let (id, lease) = d.lease();
+        Claim { id, lease, offset: d.offset(), attempt: d.attempt() }
+    }
+}
+
+/// How held items are settled.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Settle<'a> {
+    /// Done.
+    Ack,
+    /// Failed: retried after `delay` (the backoff if `None`), or dead-lettered if rejected
+    /// or out of deliveries.
+    Fail { rejected: bool, delay: Option<Duration>, reason: &'a str },
+    /// Given back without counting the delivery as an attempt: due again at once.
+    Release,
+}
+
 impl GroupInner {
     /// The event behind `id`: from the topic, or for a redrive from the dead-letter log.
     pub(super) fn read_item(&self, core: &Core, log: &Log, id: ItemId) -> Result<OwnedRecord> {
@@ -101,7 +130,7 @@ impl GroupInner {
     }
 
     /// [`Error::ForeignDelivery`] unless this opening of this group handed `d` out.
-    fn check_ours(&self, d: &Delivery) -> Result<()> {
+    pub(super) fn check_ours(&self, d: &Delivery) -> Result<()> {
         if d.holder().same(&self.holder) {
             return Ok(());
         }
@@ -112,69 +141,117 @@ impl GroupInner {
         })
     }
 
-    /// [`Error::LeaseLost`] unless the holder of `d` may still settle it.
-    fn check_held(core: &Core, d: &Delivery) -> Result<()> {
-        let (id, lease) = d.lease();
-        match core.state.holds(id, lease) {
+    /// [`Error::LeaseLost`] unless the holder of `c` may still settle it.
+    fn check_held(core: &Core, c: &Claim) -> Result<()> {
+        match core.state.holds(c.id, c.lease) {
             true => Ok(()),
-            false => Err(Error::LeaseLost { offset: d.offset(), attempt: d.attempt() }),
+            false => Err(Error::LeaseLost { offset: c.offset, attempt: c.attempt }),
         }
+    }
+
+    /// The claims of deliveries this opening handed out; [`Error::ForeignDelivery`] for the
+    /// first that it did not, before anything changes.
+    pub(super) fn claims_of(&self, ds: &[Delivery]) -> Result<Vec<Claim>> {
+        ds.iter().map(|d| self.check_ours(d).map(|()| Claim::of(d))).collect()
     }
 
     pub(super) fn ack_batch(&self, ds: &[Delivery]) -> Result<()> {
         self.check_usable()?;
         // Checked for every delivery before anything changes.
-        ds.iter().try_for_each(|d| self.check_ours(d))?;
-        let mut first_lost = None;
-        let mut outcome = Outcome { sync: true, notify: false };
-        {
-            let mut core = self.core.lock();
-            let mut events = Vec::with_capacity(ds.len());
-            let at_limit = self.outstanding(&core) >= self.opts.max_outstanding as usize;
-            for d in ds {
-                if let Err(e) = Self::check_held(&core, d) {
-                    first_lost.get_or_insert(e);
-                    continue;
-                }
-                let (id, _) = d.lease();
-                events.push(StateEvent::Acked { id });
-                outcome.notify |= core.state.finish(id).is_some();
-            }
-            outcome.notify |= at_limit;
-            self.write_events(&mut core, &events)?;
-        }
-        self.finish(outcome)?;
-        first_lost.map_or(Ok(()), Err)
+        let claims = self.claims_of(ds)?;
+        self.settle(|_| Ok(claims), Settle::Ack)
     }
 
     /// Settle `d` as failed: retry it after `delay` (the backoff if `None`), or move it to
     /// the dead letters if it was rejected or has used up its deliveries.
     pub(super) fn fail(&self, d: &Delivery, rejected: bool, delay: Option<Duration>, reason: &str) -> Result<()> {
         self.check_usable()?;
-        self.check_ours(d)?;
-        let outcome = {
+        let claims = self.claims_of(std::slice::from_ref(d))?;
+        self.settle(|_| Ok(claims), Settle::Fail { rejected, delay, reason })
+    }
+
+    /// Settle the items `claims` names (found under the group's lock: an error there changes
+    /// nothing) in one state-log append and one flush. Every claim still held is settled; if
+    /// some were not, returns [`Error::LeaseLost`] for the first of them after settling the
+    /// others.
+    pub(super) fn settle(&self, claims: impl FnOnce(&Core) -> Result<Vec<Claim>>, how: Settle<'_>) -> Result<()> {
+        self.check_usable()?;
+        let mut first_lost = None;
+        let mut outcome = Outcome { sync: true, notify: matches!(how, Settle::Release) };
+        let failed = {
             let mut core = self.core.lock();
-            Self::check_held(&core, d)?;
-            let (id, _) = d.lease();
-            let reason = dead_letters::clip_reason(reason);
-            let attempts = core.state.entries.get(&id).map_or(0, |e| e.attempts);
-            let mut events = Vec::new();
-            let mut outcome = Outcome { sync: true, notify: true };
-            if rejected || attempts >= self.opts.max_deliveries {
-                let cause = if rejected { DeadLetterCause::Rejected } else { DeadLetterCause::MaxDeliveries };
-                let log = self.topic_log()?;
-                outcome.notify = self.dead_letter(&mut core, &log, id, cause, Some(&reason), &mut events)?;
-            } else {
-                let now = now_us();
-                let r = core.random();
-                let due = retry_due_us(now, delay.unwrap_or_else(|| self.opts.backoff.delay(attempts, r)));
-                core.state.schedule_retry(id, due, now, reason.clone());
-                events.push(StateEvent::Nacked { id, attempt: attempts, retry_at_us: due, at_us: now, reason });
+            let claims = claims(&core)?;
+            let mut events = Vec::with_capacity(claims.len());
+            // Finishing an item at the limit frees capacity for new events.
+            outcome.notify |= self.outstanding(&core) >= self.opts.max_outstanding as usize;
+            // The topic's reader, taken when a dead letter needs its event.
+            let mut log = None;
+            let mut failed = None;
+            for c in &claims {
+                if let Err(e) = Self::check_held(&core, c) {
+                    first_lost.get_or_insert(e);
+                    continue;
+                }
+                match self.settle_one(&mut core, &mut log, c.id, &how, &mut events) {
+                    Ok(notify) => outcome.notify |= notify,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
+            // What was settled before a failure is recorded: memory already holds it.
             self.write_events(&mut core, &events)?;
-            outcome
+            failed
         };
-        self.finish(outcome)
+        self.finish(outcome)?;
+        match (failed, first_lost) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Settle one held item; returns whether pollers should be woken.
+    fn settle_one(
+        &self,
+        core: &mut Core,
+        log: &mut Option<Log>,
+        id: ItemId,
+        how: &Settle<'_>,
+        events: &mut Vec<StateEvent>,
+    ) -> Result<bool> {
+        let attempts = core.state.entries.get(&id).map_or(0, |e| e.attempts);
+        match *how {
+            Settle::Ack => {
+                events.push(StateEvent::Acked { id });
+                Ok(core.state.finish(id).is_some())
+            }
+            Settle::Release => {
+                // The delivery given back does not count: the next one has its attempt number.
+                let attempts = attempts.saturating_sub(1);
+                core.state.release(id, attempts);
+                events.push(StateEvent::Released { id, attempts });
+                Ok(true)
+            }
+            Settle::Fail { rejected, delay, reason } => {
+                let reason = dead_letters::clip_reason(reason);
+                if rejected || attempts >= self.opts.max_deliveries {
+                    let cause = if rejected { DeadLetterCause::Rejected } else { DeadLetterCause::MaxDeliveries };
+                    let log = match log {
+                        Some(log) => log,
+                        None => log.insert(self.topic_log()?),
+                    };
+                    self.dead_letter(core, log, id, cause, Some(&reason), events)
+                } else {
+                    let now = now_us();
+                    let r = core.random();
+                    let due = retry_due_us(now, delay.unwrap_or_else(|| self.opts.backoff.delay(attempts, r)));
+                    core.state.schedule_retry(id, due, now, reason.clone());
+                    events.push(StateEvent::Nacked { id, attempt: attempts, retry_at_us: due, at_us: now, reason });
+                    Ok(true)
+                }
+            }
+        }
     }
 
     pub(super) fn topic_log(&self) -> Result<Log> {
@@ -190,8 +267,9 @@ impl GroupInner {
         self.check_usable()?;
         self.check_ours(d)?;
         let mut core = self.core.lock();
-        Self::check_held(&core, d)?;
-        let (id, lease) = d.lease();
+        let c = Claim::of(d);
+        Self::check_held(&core, &c)?;
+        let (id, lease) = (c.id, c.lease);
         let deadline = instant_after(Instant::now(), by);
         core.state.extend(id, lease, deadline);
         Ok(deadline)

@@ -9,9 +9,12 @@ use crate::error::{Error, Result};
 
 /// Newest version byte in front of a state-log payload. Each version adds `StateEvent`
 /// variants and encodes the others as before; a payload carries the oldest version that has
-/// its variant (version 2 for variants 0 to 9, version 3 for `Skipped`), so that a store in
-/// which nothing needed the newer variants stays readable by the release before.
-pub(crate) const STATE_EVENT_VERSION: u8 = 3;
+/// its variant (version 2 for variants 0 to 9, version 3 for `Skipped`, version 4 for
+/// `Reset`, `Released`, `Rescheduled` and `DeadLettersPurged`), so that a store in which
+/// nothing needed the newer variants stays readable by the release before.
+pub(crate) const STATE_EVENT_VERSION: u8 = 4;
+/// The version that added `Skipped`.
+const STATE_EVENT_VERSION_3: u8 = 3;
 /// The version of every variant but the newest.
 const STATE_EVENT_VERSION_2: u8 = 2;
 /// Oldest version still read: written by the first release.
@@ -47,6 +50,16 @@ pub(crate) enum StateEvent {
     /// Topic offsets in `[from, to)` hold no record (compaction removed them): pending ones
     /// are done, and the cursor passes them (version 3).
     Skipped { from: u64, to: u64 },
+    /// The group's position was reset to topic offset `to`: every pending topic event is
+    /// dropped and reading continues at `to` (version 4).
+    Reset { to: u64 },
+    /// The delivery of `id` was given back without counting: it is due again at once, with
+    /// `attempts` deliveries counted (version 4).
+    Released { id: ItemId, attempts: u32 },
+    /// The retry `id` waits for is due at `retry_at_us` instead (version 4).
+    Rescheduled { id: ItemId, retry_at_us: u64 },
+    /// Dead-letter records below `below` were purged (version 4).
+    DeadLettersPurged { below: u64 },
 }
 
 impl StateEvent {
@@ -63,7 +76,11 @@ impl StateEvent {
             StateEvent::RetryNow { .. } | StateEvent::DeadLetterFormat { .. } | StateEvent::DeadLetterFound { .. } => {
                 STATE_EVENT_VERSION_2
             }
-            StateEvent::Skipped { .. } => STATE_EVENT_VERSION,
+            StateEvent::Skipped { .. } => STATE_EVENT_VERSION_3,
+            StateEvent::Reset { .. }
+            | StateEvent::Released { .. }
+            | StateEvent::Rescheduled { .. }
+            | StateEvent::DeadLettersPurged { .. } => STATE_EVENT_VERSION,
         }
     }
 
@@ -140,6 +157,15 @@ pub(crate) fn apply(state: &mut GroupState, ev: &StateEvent) -> std::result::Res
         StateEvent::Skipped { from, to } => {
             state.skip(*from, *to)?;
         }
+        StateEvent::Reset { to } => state.reset(*to),
+        StateEvent::Released { id, attempts } => {
+            visit(state, *id)?;
+            state.release(*id, *attempts);
+        }
+        StateEvent::Rescheduled { id, retry_at_us } => {
+            state.reschedule(*id, *retry_at_us);
+        }
+        StateEvent::DeadLettersPurged { below } => state.purge_dead_letters(*below),
     }
     Ok(())
 }
@@ -228,6 +254,10 @@ mod tests {
             (StateEvent::DeadLetterFormat { from: 12 }, "02 08 0c"),
             (StateEvent::DeadLetterFound { dlq_offset: 4 }, "02 09 04"),
             (StateEvent::Skipped { from: 10, to: 300 }, "03 0a 0a fb 2c 01"),
+            (StateEvent::Reset { to: 300 }, "04 0b fb 2c 01"),
+            (StateEvent::Released { id: ItemId::Topic(7), attempts: 1 }, "04 0c 00 07 01"),
+            (StateEvent::Rescheduled { id: ItemId::Topic(7), retry_at_us: 1000 }, "04 0d 00 07 fb e8 03"),
+            (StateEvent::DeadLettersPurged { below: 4 }, "04 0e 04"),
         ];
         for (ev, bytes) in examples {
             let b = ev.encode().unwrap();
@@ -242,9 +272,41 @@ mod tests {
             assert_eq!(StateEvent::decode(&v2).is_ok(), b[1] <= 9, "{ev:?}");
             let mut v3 = b.clone();
             v3[0] = 3;
-            assert_eq!(StateEvent::decode(&v3).as_ref().ok(), Some(&ev), "{ev:?}");
+            assert_eq!(StateEvent::decode(&v3).is_ok(), b[1] <= 10, "{ev:?}");
+            // Version 4 has them all.
+            let mut v4 = b.clone();
+            v4[0] = 4;
+            assert_eq!(StateEvent::decode(&v4).as_ref().ok(), Some(&ev), "{ev:?}");
         }
-        assert!(StateEvent::decode(&[4, 0, 0]).is_err());
+        assert!(StateEvent::decode(&[5, 0, 0]).is_err());
+    }
+
+    /// A reset, replayed, drops every pending topic event and moves the cursor, back or
+    /// forward; a release gives back the attempt its delivery counted; a purge unparks the
+    /// dead letters below it.
+    #[test]
+    fn resets_releases_and_purges_replay() {
+        let mut s = GroupState::default();
+        for ev in [
+            StateEvent::Start { offset: 0 },
+            StateEvent::Delivered { id: ItemId::Topic(4), attempt: 1 },
+            StateEvent::Nacked { id: ItemId::Topic(2), attempt: 1, retry_at_us: 99, at_us: 50, reason: "r".into() },
+            StateEvent::Rescheduled { id: ItemId::Topic(2), retry_at_us: 500 },
+            StateEvent::DeadLetterFound { dlq_offset: 0 },
+            StateEvent::DeadLetterFound { dlq_offset: 1 },
+            StateEvent::Delivered { id: ItemId::Topic(5), attempt: 2 },
+            StateEvent::Released { id: ItemId::Topic(5), attempts: 1 },
+        ] {
+            apply(&mut s, &ev).unwrap();
+        }
+        assert_eq!(s.entries[&ItemId::Topic(2)].status, Status::Scheduled { due_us: 500 });
+        assert_eq!((s.entries[&ItemId::Topic(5)].attempts, s.entries[&ItemId::Topic(5)].unsettled), (1, false));
+        apply(&mut s, &StateEvent::DeadLettersPurged { below: 1 }).unwrap();
+        assert_eq!((s.parked.iter().copied().collect::<Vec<_>>(), s.dlq_purged_below), (vec![1], 1));
+        apply(&mut s, &StateEvent::Reset { to: 1 }).unwrap();
+        assert_eq!((s.cursor, s.committed(), s.entries.len(), s.scheduled.len()), (1, 1, 0, 0));
+        apply(&mut s, &StateEvent::Reset { to: 9_000_000 }).unwrap();
+        assert_eq!((s.cursor, s.committed()), (9_000_000, 9_000_000));
     }
 
     /// A skipped range, replayed: the cursor passes it and the pending entries in it are

@@ -138,7 +138,11 @@ pub(crate) struct GroupPaths {
 
 impl GroupPaths {
     pub(crate) fn new(topic: &Topic, group: &str) -> GroupPaths {
-        let dir = topic.store().groups_dir(topic.name()).join(group);
+        GroupPaths::in_dir(topic.store().groups_dir(topic.name()).join(group))
+    }
+
+    /// The files of a group whose directory is `dir`.
+    pub(crate) fn in_dir(dir: PathBuf) -> GroupPaths {
         GroupPaths { state: dir.join(STATE_DIR), dead_letters: dir.join(DEAD_LETTER_DIR), dir }
     }
 

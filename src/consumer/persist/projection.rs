@@ -16,6 +16,10 @@ use crate::record::RecordView;
 /// changes the payload bumps it and keeps reading this one: the fingerprint stays, because
 /// a group whose state log was compacted cannot rebuild its state from the start.
 pub(crate) const PAYLOAD_VERSION: u8 = 2;
+/// Version 3: version 2's payload followed by the dead-letter purge mark
+/// ([`GroupState::dlq_purged_below`], a varint). Written only when that mark is not 0, so
+/// that a group whose dead letters were never purged stays readable by the release before.
+pub(crate) const PAYLOAD_VERSION_3: u8 = 3;
 
 /// The group state as a projection of the group's state log.
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,14 +65,25 @@ impl Projection for GroupProjection {
     }
 
     fn snapshot(&self, state: &GroupState, out: &mut Vec<u8>) -> Result<(), BoxError> {
-        out.push(PAYLOAD_VERSION);
-        out.extend_from_slice(&codec::encode(&Snapshot::of(state))?);
+        if state.dlq_purged_below == 0 {
+            out.push(PAYLOAD_VERSION);
+            out.extend_from_slice(&codec::encode(&Snapshot::of(state))?);
+        } else {
+            out.push(PAYLOAD_VERSION_3);
+            out.extend_from_slice(&codec::encode(&(Snapshot::of(state), state.dlq_purged_below))?);
+        }
         Ok(())
     }
 
     fn restore(&self, payload: &[u8]) -> Result<GroupState, BoxError> {
         match payload.split_first() {
             Some((&PAYLOAD_VERSION, rest)) => Ok(codec::decode::<Snapshot>(rest)?.into_state()),
+            Some((&PAYLOAD_VERSION_3, rest)) => {
+                let (snapshot, purged_below) = codec::decode::<(Snapshot, u64)>(rest)?;
+                let mut state = snapshot.into_state();
+                state.dlq_purged_below = purged_below;
+                Ok(state)
+            }
             Some((v, _)) => Err(format!("unknown group snapshot payload version {v}").into()),
             None => Err("empty group snapshot payload".into()),
         }
@@ -179,9 +194,24 @@ mod tests {
         let back = GroupProjection.restore(&bytes).unwrap();
         assert_eq!(Snapshot::of(&back), Snapshot::of(&s));
         assert_eq!((back.committed(), back.entries.len()), (5, 4));
-        for bad in [&[][..], &[3, 0][..], &bytes[..bytes.len() - 1]] {
+        for bad in [&[][..], &[4, 0][..], &bytes[..bytes.len() - 1]] {
             assert!(GroupProjection.restore(bad).is_err());
         }
+    }
+
+    /// A purge mark makes the payload version 3 (the version-2 payload, then the mark);
+    /// without one the payload stays version 2, which the release before reads.
+    #[test]
+    fn a_purge_mark_is_kept_in_a_version_3_payload() {
+        let mut s = GroupState::starting_at(5);
+        s.parked.extend([1, 2, 3]);
+        assert_eq!(payload(&s)[0], PAYLOAD_VERSION);
+        s.purge_dead_letters(2);
+        let bytes = payload(&s);
+        assert_eq!(bytes[0], PAYLOAD_VERSION_3);
+        let back = GroupProjection.restore(&bytes).unwrap();
+        assert_eq!((back.dlq_purged_below, back.parked.len(), back.dlq_next), (2, 2, 2));
+        assert!(GroupProjection.restore(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]
