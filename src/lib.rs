@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod aggregate;
 mod codec;
 mod consumer;
 mod error;
@@ -63,6 +64,13 @@ mod stream;
 pub mod testing;
 mod time;
 
+pub use crate::aggregate::{
+    Aggregate, AggregateOptions, AggregateStore, AsOf, Executed, HistoryEntry, Loaded, SnapshotPolicy, SnapshotTaken,
+};
+pub use crate::codec::{
+    decode_event, BincodeCodec, Event, EventCodec, EventDecodeError, JsonCodec, CODEC_HEADER, EVENT_TYPE_HEADER,
+    SCHEMA_VERSION_HEADER,
+};
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
     GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES, MAX_RETRY_DELAY,
