@@ -295,3 +295,33 @@ fn aggregates_on_a_store_topic_append_through_the_topic() {
     let decoded: AccountEvent = tidelog::decode_event(&tidelog::BincodeCodec, topic.dir(), &events[1].record).unwrap();
     assert_eq!(decoded, AccountEvent::Deposited { cents: 1 });
 }
+
+#[test]
+fn state_as_of_starts_from_the_nearest_snapshot_at_or_before_the_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_log(tmp.path());
+    let opts = AggregateOptions::default().retention(SnapshotRetention::default().keep_latest(3));
+    let s = accounts::<1>(&log, tmp.path(), opts);
+    deposits(&s, b"a", 4);
+    s.snapshot(b"a").unwrap(); // version 5
+    deposits(&s, b"a", 5);
+    s.snapshot(b"a").unwrap(); // version 10
+    deposits(&s, b"a", 2);
+    let h = s.history(b"a", 0, usize::MAX).unwrap();
+    let at = |as_of| {
+        let l = s.state_as_of(b"a", as_of).unwrap();
+        (l.report.used.map(|u| u.records), l.replayed, l.version, l.state.balance)
+    };
+    use tidelog::AsOf;
+    assert_eq!(at(AsOf::Version(7)), (Some(5), 2, 7, 6));
+    assert_eq!(at(AsOf::Version(10)), (Some(10), 0, 10, 9));
+    assert_eq!(at(AsOf::Version(99)), (Some(10), 2, 12, 11));
+    assert_eq!(at(AsOf::Version(3)), (None, 3, 3, 2));
+    assert_eq!(at(AsOf::BelowOffset(h[6].offset)), (Some(5), 1, 6, 5));
+    assert_eq!(
+        at(AsOf::Time(h[10].timestamp_us)).2,
+        h.iter().filter(|e| e.timestamp_us <= h[10].timestamp_us).count() as u64
+    );
+    // Reads only: no snapshot is written by a query.
+    assert_eq!(tidelog::SnapshotDir::open_read_only(s.snapshot_dir(b"a")).files().unwrap().len(), 2);
+}
