@@ -321,7 +321,7 @@ pub enum Error {
     },
     /// An aggregate's command handler rejected a command: nothing was written. `source` is
     /// the handler's own error (downcast it to the aggregate's `Error` type).
-    #[error("command on {aggregate} {key:?} rejected: {source}")]
+    #[error("command on {aggregate} {:?} rejected: {source}", String::from_utf8_lossy(key))]
     CommandRejected {
         /// The aggregate type.
         aggregate: &'static str,
@@ -332,7 +332,7 @@ pub enum Error {
     },
     /// An aggregate's state cannot be rebuilt: retention removed the first events of its
     /// stream and no usable snapshot covers them.
-    #[error("stream {key:?} of {aggregate} starts at version {first_version}: its earlier events were removed and no usable snapshot covers them")]
+    #[error("stream {:?} of {aggregate} starts at version {first_version}: its earlier events were removed and no usable snapshot covers them", String::from_utf8_lossy(key))]
     EventsRemoved {
         /// The aggregate type.
         aggregate: &'static str,

@@ -189,8 +189,27 @@ impl<A: Aggregate, C: EventCodec> AggregateStore<A, C> {
         self.save(key, &loaded.state, loaded.position, loaded.version)
     }
 
+    /// Decide `command` on a state loaded earlier (an optimistic-concurrency form: a user
+    /// saw version `loaded.version` and submits a command later) and append its events
+    /// expecting that version. If the stream moved on since, nothing is written and the error
+    /// is `Error::WrongExpectedVersion`. `loaded` must be a current load of `key`
+    /// ([`load`](AggregateStore::load)), not a state as of an earlier point.
+    pub fn execute_on(&self, key: &[u8], loaded: Loaded<A>, command: A::Command) -> Result<Executed<A>> {
+        self.decide(key, loaded, None, command)
+    }
+
     fn run(&self, key: &[u8], command_id: Option<&[u8]>, command: A::Command) -> Result<Executed<A>> {
         let loaded = self.load(key)?;
+        self.decide(key, loaded, command_id, command)
+    }
+
+    fn decide(
+        &self,
+        key: &[u8],
+        loaded: Loaded<A>,
+        command_id: Option<&[u8]>,
+        command: A::Command,
+    ) -> Result<Executed<A>> {
         if let Some(id) = command_id {
             if let Some(offsets) = self.find_command(key, id)? {
                 let (state, version) = (loaded.state, loaded.version);
