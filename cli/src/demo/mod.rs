@@ -10,6 +10,7 @@
 //! Layout of `--dir`: the marker `.tidelog-demo`, the log `ledger/`, the projection's
 //! snapshots `balances/`, the store `store/` (see `dir.rs` for what the demo may delete).
 
+mod aggregate;
 mod dir;
 mod follow;
 mod ledger;
@@ -120,6 +121,7 @@ struct Summary {
     reopen: Reopen,
     projection: project::ProjectionSummary,
     store: store::StoreSummary,
+    aggregate: aggregate::AggregateSummary,
 }
 
 /// Run `tidelog demo`.
@@ -347,6 +349,8 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     // 7. A store to explore with tail, consumers and dlq.
     let store_dir = demo.store();
     let store = store::build(&store_dir)?;
+    // 8. Event sourcing: an aggregate on a topic of the store, snapshots, a conflict, a time query.
+    let aggregate = aggregate::run(&store_dir)?;
 
     let summary = Summary {
         dir: demo.root.display().to_string(),
@@ -368,6 +372,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         reopen,
         projection,
         store,
+        aggregate,
     };
 
     if ctx.json {
@@ -393,6 +398,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             .collect::<Vec<_>>()
             .join("; ")
     )?;
+    summary.aggregate.print(&mut out)?;
     let mut latencies: Vec<u64> = summary.tail.iter().map(|t| t.latency_us).collect();
     latencies.sort_unstable();
     let latency = |us: Option<&u64>| render::duration(Duration::from_micros(us.copied().unwrap_or(0)));
