@@ -216,7 +216,7 @@ fn projection_rebuild(c: &mut Criterion) {
             black_box(r.state)
         })
     });
-    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.sample_size(10).measurement_time(Duration::from_secs(45));
     g.bench_function("baseline_from_scratch", |b| {
         b.iter(|| {
             let r = state_as_of(&log, &Balances, &none, n).expect("rebuild");

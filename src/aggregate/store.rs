@@ -289,7 +289,12 @@ impl<A: Aggregate, C: EventCodec> AggregateStore<A, C> {
         let restored = snapshots::restore::<A, C>(&self.log, &self.snapshot_dir(key), key, &self.codec, at_most)?;
         let (mut state, mut version, mut position) = (restored.state, restored.version, restored.position);
         let mut replayed = 0;
-        let events = self.log.read_stream(key, version, usize::MAX)?;
+        // After a snapshot, only the key index entries from its position on are read.
+        let events = if position > 0 {
+            self.log.read_stream_after(key, position, version)?
+        } else {
+            self.log.read_stream(key, version, usize::MAX)?
+        };
         if let Some(first) = events.first().filter(|e| e.version != version) {
             return Err(Error::EventsRemoved {
                 aggregate: A::aggregate_type(),
