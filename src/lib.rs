@@ -40,6 +40,12 @@
 //! snapshots, so that a restart replays only what follows the newest one, and [`state_as_of`]
 //! gives the state as of an older offset.
 //!
+//! Event sourcing: each key's events form a stream with versions ([`Log::append_to_stream`]),
+//! events can be typed ([`Event`], [`EventCodec`]: [`BincodeCodec`], [`JsonCodec`]), and an
+//! [`AggregateStore`] loads an [`Aggregate`] from its newest snapshot plus the stream's events
+//! after it, appends a command's events with the version it loaded, and answers a state as
+//! of an earlier version, offset or time; see `docs/event-sourcing.md`.
+//!
 //! The byte-level format is specified in `docs/format.md`, the durability contract in
 //! `docs/durability.md`, and how data flows between writer and readers in
 //! `docs/architecture.md`.

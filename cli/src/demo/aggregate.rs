@@ -231,3 +231,19 @@ impl AggregateSummary {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stage_loads_from_a_snapshot_refuses_a_stale_writer_and_answers_as_of_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = super::run(&tmp.path().join("store")).unwrap();
+        assert_eq!(s.events, super::EVENTS + 1);
+        assert_eq!(s.snapshot_version, Some(900));
+        assert_eq!((s.replayed, s.replayed_without_snapshot), (100, super::EVENTS));
+        assert_eq!(s.conflict_version, super::EVENTS);
+        // Every fourth event removes an item: 375 added, 125 removed by the first half.
+        assert_eq!((s.items_then, s.items_now), (250, 501));
+        assert!(!tmp.path().join("store").join("aggregates-none").exists());
+    }
+}

@@ -5,10 +5,13 @@
 //! scans nothing). It folds per-account balances with a projection that writes snapshots,
 //! restarts it from the newest snapshot and asks for a balance as of an earlier offset. Then
 //! it builds a store with a topic, two consumer groups and a dead
-//! letter, and prints the commands that explore both.
+//! letter, and prints the commands that explore both. Last, event sourcing: a cart aggregate
+//! on the store's topic `carts`, loaded from a snapshot plus its tail, an expected-version
+//! conflict, and the cart as of an earlier time.
 //!
 //! Layout of `--dir`: the marker `.tidelog-demo`, the log `ledger/`, the projection's
-//! snapshots `balances/`, the store `store/` (see `dir.rs` for what the demo may delete).
+//! snapshots `balances/`, the store `store/` with the cart's snapshots in `store/aggregates/`
+//! (see `dir.rs` for what the demo may delete).
 
 mod aggregate;
 mod dir;
