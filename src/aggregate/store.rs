@@ -171,7 +171,8 @@ impl<A: Aggregate, C: EventCodec> AggregateStore<A, C> {
     ///
     /// Finding the id reads the id of every event of the stream (one record read each), as
     /// [`Log::append_to_stream`] does for ids; ids are remembered as long as their events
-    /// are in the log.
+    /// are in the log. A command that decided no events leaves no trace: a retry decides
+    /// again.
     pub fn execute_once(&self, key: &[u8], command_id: &[u8], command: A::Command) -> Result<Executed<A>> {
         if command_id.is_empty() {
             return Err(Error::InvalidEvent { index: 0, reason: "a command id must not be empty" });

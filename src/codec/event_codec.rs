@@ -14,7 +14,8 @@ use crate::projection::BoxError;
 /// [`name`](EventCodec::name) is stored beside what a codec encodes and compared when it is
 /// read; two codecs that do not read each other's bytes must have different names.
 pub trait EventCodec: Send + Sync {
-    /// The codec's name, 1 to 64 ASCII bytes (stored in the header `tidelog.codec`).
+    /// The codec's name: short, ASCII, at most 255 bytes (stored in the header `tidelog.codec`
+    /// and in aggregate snapshots, whose writes fail for a longer one).
     fn name(&self) -> &'static str;
 
     /// Encode `value`.

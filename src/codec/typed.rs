@@ -30,8 +30,8 @@ pub const CODEC_HEADER: &str = "tidelog.codec";
 /// events are never rewritten, so every version ever written must stay readable. An event of
 /// a version above the current one (written by newer code) is refused, never guessed at.
 pub trait Event: Serialize + DeserializeOwned {
-    /// The type name of this value (for an enum, typically the variant: `"Deposited"`),
-    /// 1 to 200 bytes. Written in the header `tidelog.event-type`; a record whose header
+    /// The type name of this value (for an enum, typically the variant: `"Deposited"`), a
+    /// short UTF-8 name. Written in the header `tidelog.event-type`; a record whose header
     /// names another type than the decoded value has is refused.
     fn event_type(&self) -> &'static str;
 
