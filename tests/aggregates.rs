@@ -325,3 +325,33 @@ fn state_as_of_starts_from_the_nearest_snapshot_at_or_before_the_point() {
     // Reads only: no snapshot is written by a query.
     assert_eq!(tidelog::SnapshotDir::open_read_only(s.snapshot_dir(b"a")).files().unwrap().len(), 2);
 }
+
+/// Every event of the stream "old" lies in the removed segments. The first version of the
+/// check compared only the first event read with the version expected, so a stream with no
+/// event left loaded as a fresh aggregate at version 0; the load now asks for the stream's
+/// version when it reads nothing, and refuses.
+#[test]
+fn after_log_retention_a_snapshot_keeps_an_aggregate_loadable_and_new_aggregates_need_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path().join("log"), Options::default().segment_bytes(4 << 10)).unwrap();
+    let s = accounts::<1>(&log, tmp.path(), AggregateOptions::default());
+    deposits(&s, b"old", 60);
+    deposits(&s, b"kept", 60);
+    s.snapshot(b"kept").unwrap();
+    let cut = log.next_offset();
+    deposits(&s, b"new", 3);
+    deposits(&s, b"kept", 2);
+    assert!(log.remove_segments_before(cut).unwrap() > 0);
+    assert!(log.first_offset() > 0);
+    // Covered by its snapshot: loads as before, from the snapshot plus the tail.
+    let kept = s.load(b"kept").unwrap();
+    assert_eq!((kept.replayed, kept.version, kept.state.balance), (2, 63, 62));
+    // Started after the cut: whole in the log, no snapshot needed.
+    assert_eq!(s.load(b"new").unwrap().state.balance, 3);
+    // Its events removed and no snapshot: refused, never a state missing events.
+    let err = s.load(b"old").unwrap_err();
+    assert!(
+        matches!(err, Error::EventsRemoved { ref key, first_version, .. } if key == b"old" && first_version > 0),
+        "{err:?}"
+    );
+}

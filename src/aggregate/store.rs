@@ -296,12 +296,20 @@ impl<A: Aggregate, C: EventCodec> AggregateStore<A, C> {
         } else {
             self.log.read_stream(key, version, usize::MAX)?
         };
-        if let Some(first) = events.first().filter(|e| e.version != version) {
-            return Err(Error::EventsRemoved {
-                aggregate: A::aggregate_type(),
-                key: key.to_vec(),
-                first_version: first.version,
-            });
+        let removed =
+            |first_version| Error::EventsRemoved { aggregate: A::aggregate_type(), key: key.to_vec(), first_version };
+        match events.first() {
+            Some(first) if first.version != version => return Err(removed(first.version)),
+            // Nothing left to read: retention may have removed every event of the stream.
+            None if position == 0 && self.log.stream_version(key)? > 0 => {
+                // An event appended since the read has version 0 only if none was removed.
+                match self.log.read_stream(key, 0, 1)?.first() {
+                    Some(e) if e.version == 0 => {}
+                    Some(e) => return Err(removed(e.version)),
+                    None => return Err(removed(self.log.stream_version(key)?)),
+                }
+            }
+            _ => {}
         }
         for e in events.iter().take_while(|e| !stop(e)) {
             state.apply(&decode_event(&self.codec, self.log.dir(), &e.record)?);
