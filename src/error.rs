@@ -361,6 +361,37 @@ pub enum Error {
         /// The group's directory.
         path: PathBuf,
     },
+    /// A record could not be read as a typed event (`tidelog::decode_event`): wrong codec or
+    /// type, unknown schema version, bytes that do not decode, a failed upcast.
+    #[error("event in {location}: {kind}")]
+    EventDecode {
+        /// The record: log directory and offset.
+        location: Location,
+        /// What is wrong.
+        kind: crate::codec::EventDecodeError,
+    },
+    /// An aggregate's command handler rejected a command: nothing was written. `source` is
+    /// the handler's own error (downcast it to the aggregate's `Error` type).
+    #[error("command on {aggregate} {:?} rejected: {source}", String::from_utf8_lossy(key))]
+    CommandRejected {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The aggregate's key (its stream).
+        key: Vec<u8>,
+        /// The handler's error.
+        source: crate::projection::BoxError,
+    },
+    /// An aggregate's state cannot be rebuilt: retention removed the first events of its
+    /// stream and no usable snapshot covers them.
+    #[error("stream {:?} of {aggregate} starts at version {first_version}: its earlier events were removed and no usable snapshot covers them", String::from_utf8_lossy(key))]
+    EventsRemoved {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The aggregate's key (its stream).
+        key: Vec<u8>,
+        /// Version of the stream's oldest event still in the log.
+        first_version: u64,
+    },
 }
 
 impl Error {

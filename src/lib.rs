@@ -44,6 +44,11 @@
 //! [`Envelope`] whose `before` the engine fills from the key's latest state (found through
 //! the key index), [`Log::delete_state`] a tombstone carrying the last state; subscribers
 //! decode both states with [`Envelope::decode`]. See `docs/event-sourcing.md`.
+//! Event sourcing: each key's events form a stream with versions ([`Log::append_to_stream`]),
+//! events can be typed ([`Event`], [`EventCodec`]: [`BincodeCodec`], [`JsonCodec`]), and an
+//! [`AggregateStore`] loads an [`Aggregate`] from its newest snapshot plus the stream's events
+//! after it, appends a command's events with the version it loaded, and answers a state as
+//! of an earlier version, offset or time; see `docs/event-sourcing.md`.
 //!
 //! The byte-level format is specified in `docs/format.md`, the durability contract in
 //! `docs/durability.md`, and how data flows between writer and readers in
@@ -52,6 +57,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod aggregate;
 mod codec;
 mod consumer;
 mod error;
@@ -69,6 +75,13 @@ mod stream;
 pub mod testing;
 mod time;
 
+pub use crate::aggregate::{
+    Aggregate, AggregateOptions, AggregateStore, AsOf, Executed, HistoryEntry, Loaded, SnapshotPolicy, SnapshotTaken,
+};
+pub use crate::codec::{
+    decode_event, BincodeCodec, Event, EventCodec, EventDecodeError, JsonCodec, CODEC_HEADER, EVENT_TYPE_HEADER,
+    SCHEMA_VERSION_HEADER,
+};
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
     GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES, MAX_RETRY_DELAY,

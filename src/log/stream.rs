@@ -85,6 +85,21 @@ impl Log {
         (start..found.events.len()).take(max).map(|v| found.event(v)).collect()
     }
 
+    /// The events of the stream `key` at offsets from `from_offset` on, numbered from
+    /// `first_version`: for a caller that knows the stream's version at that offset (an
+    /// aggregate snapshot records both), so that only the key index entries from there on
+    /// are looked at, not the whole stream's.
+    pub(crate) fn read_stream_after(
+        &self,
+        key: &[u8],
+        from_offset: u64,
+        first_version: u64,
+    ) -> Result<Vec<StreamEvent>> {
+        let mut found = self.find_stream_from(key, from_offset)?;
+        found.removed = first_version;
+        (0..found.events.len()).map(|i| found.event(i)).collect()
+    }
+
     /// Up to `max` events of the stream `key`, newest first.
     pub fn read_stream_backward(&self, key: &[u8], max: usize) -> Result<Vec<StreamEvent>> {
         let found = self.find_stream_to_read(key)?;

@@ -101,6 +101,14 @@ impl Topic {
         Ok(log)
     }
 
+    /// The topic's writable log, opened at first use (this handle becomes the topic's
+    /// writer), for layers built over a [`Log`] such as
+    /// [`AggregateStore::on_topic`](crate::AggregateStore::on_topic). Appends made on it
+    /// directly do not wake blocked pollers at once; publish through the topic for that.
+    pub fn log(&self) -> Result<Log> {
+        self.writer()
+    }
+
     /// The best handle to read with: the writer if this process has it (it sees appends at
     /// once), else a read-only follower. `None` while the log does not exist yet.
     pub(crate) fn reader(&self) -> Result<Option<(Log, bool)>> {

@@ -5,11 +5,15 @@
 //! scans nothing). It folds per-account balances with a projection that writes snapshots,
 //! restarts it from the newest snapshot and asks for a balance as of an earlier offset. Then
 //! it builds a store with a topic, two consumer groups and a dead
-//! letter, and prints the commands that explore both.
+//! letter, and prints the commands that explore both. Last, event sourcing: a cart aggregate
+//! on the store's topic `carts`, loaded from a snapshot plus its tail, an expected-version
+//! conflict, and the cart as of an earlier time.
 //!
 //! Layout of `--dir`: the marker `.tidelog-demo`, the log `ledger/`, the projection's
-//! snapshots `balances/`, the store `store/` (see `dir.rs` for what the demo may delete).
+//! snapshots `balances/`, the store `store/` with the cart's snapshots in `store/aggregates/`
+//! (see `dir.rs` for what the demo may delete).
 
+mod aggregate;
 mod dir;
 mod follow;
 mod ledger;
@@ -121,6 +125,7 @@ struct Summary {
     reopen: Reopen,
     projection: project::ProjectionSummary,
     store: store::StoreSummary,
+    aggregate: aggregate::AggregateSummary,
 }
 
 /// Run `tidelog demo`.
@@ -349,6 +354,8 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     let store_dir = demo.store();
     let store = store::build(&store_dir)?;
     state::run(&store_dir, &mut out, human)?;
+    // 8. Event sourcing: an aggregate on a topic of the store, snapshots, a conflict, a time query.
+    let aggregate = aggregate::run(&store_dir)?;
 
     let summary = Summary {
         dir: demo.root.display().to_string(),
@@ -370,6 +377,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         reopen,
         projection,
         store,
+        aggregate,
     };
 
     if ctx.json {
@@ -395,6 +403,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             .collect::<Vec<_>>()
             .join("; ")
     )?;
+    summary.aggregate.print(&mut out)?;
     let mut latencies: Vec<u64> = summary.tail.iter().map(|t| t.latency_us).collect();
     latencies.sort_unstable();
     let latency = |us: Option<&u64>| render::duration(Duration::from_micros(us.copied().unwrap_or(0)));

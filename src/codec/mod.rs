@@ -3,6 +3,12 @@
 //! [`encode`] and [`decode`], with bincode 2's `standard()` configuration (little-endian,
 //! variable-length integers). The exact encoding is specified in `docs/format.md` ("Store and consumer-group files").
 //!
+//! The public side, for applications that store typed events:
+//! - [`event_codec`]: the [`EventCodec`] trait and its two implementations, [`BincodeCodec`]
+//!   (through [`encode`] and [`decode`] here) and [`JsonCodec`] (serde_json).
+//! - [`typed`]: the [`Event`] trait (type name, schema version, upcasting) and the reserved
+//!   headers that carry them in a record; decoding errors located by log and offset.
+//!
 //! Decoding never trusts a length read from the input: a decode limit bounds the memory any
 //! declared length may claim, so damaged or hostile bytes give [`Error::Codec`], never an
 //! allocation failure or a panic.
@@ -11,6 +17,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+mod event_codec;
+mod typed;
+
+pub use event_codec::{BincodeCodec, EventCodec, JsonCodec};
+pub use typed::{decode_event, Event, EventDecodeError, CODEC_HEADER, EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER};
+pub(crate) use typed::{parse_schema_version, EncodedEvent};
 
 /// Encode `value` with bincode's standard configuration.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
