@@ -48,7 +48,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod codec;
+mod compaction;
 mod consumer;
+mod erase;
 mod error;
 mod format;
 mod io;
@@ -81,6 +83,8 @@ pub use crate::projection::{
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
+pub use crate::compaction::{BackgroundCompaction, CleanupPolicy, CompactOptions, CompactReport, CompactionHandle};
+pub use crate::erase::{erasure_marker_key, EraseOptions, EraseReport, ERASURE_MARKER_PREFIX};
 
 /// Decode the record frame at `pos` in `bytes`, as recovery and readers do. Exposed for
 /// fuzzing and tools: returns the record or a classified error, and never panics.

@@ -13,6 +13,7 @@
 //! | `follower`  | read-only handles following a writer; waiting for records           |
 //! | `verify`    | the full checksum scan                                               |
 //! | `report`    | what open found; segment facts                                       |
+//! | `compact_swap` | compaction's and erasure's access: roll, swap a rewritten segment in |
 //!
 //! Data flow (see `docs/architecture.md`): an appender takes the writer mutex, frames its
 //! records straight into the active segment's map, publishes the new end (segment map end,
@@ -21,6 +22,7 @@
 //! In `Always` mode the appender then waits for the durable offset to pass its records; the
 //! first waiter that finds no flush in progress flushes for everyone (group commit).
 
+mod compact_swap;
 mod cursor;
 mod follower;
 mod read;
@@ -99,6 +101,8 @@ struct Inner {
     removed: RwLock<Arc<RemovedStreams>>,
     report: OpenReport,
     lock: Mutex<Option<DirLock>>,
+    /// Compaction and erasure: one at a time; a follower's view of rewritten segments.
+    compaction: compact_swap::CompactionState,
 }
 
 impl Log {

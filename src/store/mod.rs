@@ -17,6 +17,7 @@
 //! through a read-only follower of the log.
 
 mod attached;
+mod cleanup;
 mod names;
 mod options;
 mod signal;

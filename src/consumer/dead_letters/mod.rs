@@ -7,8 +7,11 @@
 //!
 //! Layouts in `docs/format.md` ("Dead-letter records").
 
+mod erase;
 mod legacy;
 mod record;
+
+pub(crate) use erase::erase_key;
 
 use std::collections::BTreeSet;
 use std::path::Path;
