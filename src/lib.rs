@@ -65,10 +65,12 @@ mod stream;
 pub mod testing;
 mod time;
 
+pub use crate::compaction::{BackgroundCompaction, CleanupPolicy, CompactOptions, CompactReport, CompactionHandle};
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
     GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES, MAX_RETRY_DELAY,
 };
+pub use crate::erase::{erasure_marker_key, EraseOptions, EraseReport, ERASURE_MARKER_PREFIX};
 pub use crate::error::{CorruptionKind, Error, Location, Result};
 pub use crate::format::frame::RECORD_HEADER_LEN;
 pub use crate::format::segment_header::SEGMENT_HEADER_LEN;
@@ -83,8 +85,6 @@ pub use crate::projection::{
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
-pub use crate::compaction::{BackgroundCompaction, CleanupPolicy, CompactOptions, CompactReport, CompactionHandle};
-pub use crate::erase::{erasure_marker_key, EraseOptions, EraseReport, ERASURE_MARKER_PREFIX};
 
 /// Decode the record frame at `pos` in `bytes`, as recovery and readers do. Exposed for
 /// fuzzing and tools: returns the record or a classified error, and never panics.

@@ -184,9 +184,7 @@ fn background_compaction_runs_past_the_dirty_ratio_while_appends_continue() {
 #[test]
 fn a_topic_compacts_by_its_cleanup_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let so = StoreOptions::default()
-        .topic(opts())
-        .cleanup_policy_for("table", CleanupPolicy::Compact);
+    let so = StoreOptions::default().topic(opts()).cleanup_policy_for("table", CleanupPolicy::Compact);
     let store = Store::open(dir.path(), so).unwrap();
     let table = store.topic("table").unwrap();
     let events = store.topic("events").unwrap();

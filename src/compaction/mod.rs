@@ -132,8 +132,9 @@ impl Log {
     /// Compact the log's sealed segments (see [`crate::compaction`]). Appends continue
     /// meanwhile: the writer lock is taken only to swap each rewritten segment in.
     ///
-    /// The log is flushed first (`sync`): a record is removed only because of a newer record
-    /// that is on stable storage, so a power loss cannot take both.
+    /// The log is flushed first (`sync`, and the seal of a full segment `Durability::None`
+    /// deferred): a record is removed only because of a newer record that is on stable
+    /// storage, so a power loss cannot take both.
     pub fn compact(&self, opts: &CompactOptions) -> Result<CompactReport> {
         self.compact_with_progress(opts, &mut |_, _| {})
     }
@@ -159,6 +160,7 @@ impl Log {
         // IMPORTANT: what supersedes a record must be durable before the record goes (this
         // also seals a full segment whose seal `Durability::None` deferred).
         self.sync()?;
+        self.seal_pending()?;
         let bytes_before = self.file_bytes();
         let cutoff = now_us().saturating_sub(opts.delete_retention.as_micros().min(u64::MAX as u128) as u64);
         let list = self.segment_list();

@@ -33,6 +33,7 @@ pub(crate) fn erase_where(log: &Log, pred: impl Fn(&RecordView<'_>) -> bool) -> 
         // Seals a full segment whose seal `Durability::None` deferred: only sealed segments
         // are rewritten.
         log.sync()?;
+        log.seal_pending()?;
         let list = log.segment_list();
         for seg in list.iter().take(list.len().saturating_sub(1)) {
             let mut low = None;

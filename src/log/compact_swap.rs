@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::SEGMENT_HEADER_LEN;
+use crate::format::{Checkpoint, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
 use crate::io::mmap::SegmentMap;
 use crate::log::stream::REMOVED_STREAMS_FILE;
@@ -66,7 +66,24 @@ impl Log {
             inner.write_checkpoint(w.checkpoint(false))?;
             w.clean_mark_on_disk = false;
         }
-        inner.roll(w, 0)
+        inner.roll(w, 0)?;
+        drop(g);
+        self.seal_pending()
+    }
+
+    /// Seal the full segment whose seal `Durability::None` deferred, if there is one: only
+    /// sealed segments are rewritten.
+    pub(crate) fn seal_pending(&self) -> Result<()> {
+        let inner = &self.inner;
+        let mut g = inner.writer.lock();
+        let Some(w) = g.as_mut() else { return Ok(()) };
+        if let Some(u) = w.unsealed.take() {
+            if let Err(e) = inner.seal(&u) {
+                w.unsealed = Some(u);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Install `built` in place of `old` and swap it into the segment list, under the writer
@@ -74,19 +91,47 @@ impl Log {
     /// retention deleted it meanwhile. Readers holding `old` keep their map of the old file.
     pub(crate) fn swap_rewritten(&self, old: &Arc<Segment>, built: BuiltSegment) -> Result<bool> {
         let inner = &self.inner;
-        let w = inner.writer.lock();
+        let mut w = inner.writer.lock();
         if inner.closed.load(std::sync::atomic::Ordering::Acquire) {
             built.discard()?;
             return Err(Error::Closed);
         }
-        if w.as_ref().and_then(|w| w.unsealed.as_ref()).is_some_and(|u| Arc::ptr_eq(&u.seg, old)) {
+        let present = inner.segments.read().iter().any(|s| Arc::ptr_eq(s, old));
+        let Some(w) = w.as_mut().filter(|_| present) else {
+            built.discard()?;
+            return Ok(false);
+        };
+        if w.unsealed.as_ref().is_some_and(|u| Arc::ptr_eq(&u.seg, old)) {
             built.discard()?;
             return Err(Error::Internal("a segment awaiting its seal cannot be swapped"));
         }
-        let present = inner.segments.read().iter().any(|s| Arc::ptr_eq(s, old));
-        if !present {
-            built.discard()?;
-            return Ok(false);
+        // IMPORTANT: neither the checkpoint nor a poisoned writer's durable limit may name a
+        // position in the segment being replaced (the new file is shorter): move them to the
+        // start of the active segment first, which every segment before it makes true once
+        // the one whose seal was deferred is sealed.
+        if inner.ckpt.lock().last.0 <= old.base_offset {
+            if let Some(u) = w.unsealed.take() {
+                if let Err(e) = inner.seal(&u) {
+                    w.unsealed = Some(u);
+                    built.discard()?;
+                    return Err(e);
+                }
+            }
+            let list = inner.segments.read().clone();
+            let last_ts = list.iter().rev().nth(1).map_or(0, |s| s.max_ts());
+            let base = w.seg.base_offset;
+            let at_active = Checkpoint {
+                clean: false,
+                segment_base: base,
+                position: SEGMENT_HEADER_LEN as u64,
+                next_offset: base,
+                last_timestamp_us: last_ts,
+            };
+            if let Err(e) = inner.write_checkpoint(at_active) {
+                built.discard()?;
+                return Err(e);
+            }
+            w.clean_mark_on_disk = false;
         }
         built.install()?;
         let fresh = Arc::new(open_rewritten(&inner.dir, old.base_offset, inner.opts.index_interval_bytes, true)?);

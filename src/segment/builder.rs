@@ -202,7 +202,6 @@ impl BuiltSegment {
         self.sparse
     }
 
-
     /// Remove the built files without installing them (the segment they were to replace is
     /// gone, or the build is abandoned).
     pub fn discard(self) -> Result<()> {
