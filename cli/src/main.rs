@@ -6,11 +6,13 @@
 //! Exit codes: 0 success, 1 damage found (or a read-back check failed), 2 usage or I/O error.
 
 mod bench;
+mod compact;
 mod consumers;
 mod demo;
 mod disk;
 mod dlq;
 mod dump;
+mod erase;
 mod error;
 mod info;
 mod locate;
@@ -67,6 +69,10 @@ enum Command {
     Consumers(consumers::ConsumersArgs),
     /// List or redrive a consumer group's dead letters.
     Dlq(dlq::DlqArgs),
+    /// Key compaction: keep the newest record of each key in a log, a store topic, or every topic.
+    Compact(compact::Args),
+    /// Erase every record of a key from a store topic (segments, indexes, dead letters).
+    Erase(erase::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +101,8 @@ fn main() -> ExitCode {
         Command::Tail(args) => tail::run_tail(ctx, args),
         Command::Consumers(args) => consumers::run_consumers(ctx, args),
         Command::Dlq(args) => dlq::run_dlq(ctx, args),
+        Command::Compact(args) => compact::run(ctx, args),
+        Command::Erase(args) => erase::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),
