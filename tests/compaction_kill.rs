@@ -54,7 +54,7 @@ fn child_compactor() {
             let k = format!("key-{key}");
             let p = payload(key, seq);
             let mut rec = Record::new(&p).key(k.as_bytes());
-            if seq % 7 == 0 {
+            if seq.is_multiple_of(7) {
                 rec = Record::new(b"").key(k.as_bytes()).tombstone();
             }
             log.append(rec).expect("child: append");
@@ -122,7 +122,7 @@ fn sigkill_during_compaction_loses_no_acknowledged_update() {
         }
         for (key, seq) in &acked {
             // A tombstone may be gone (its retention is zero), and the key with it.
-            if seq % 7 == 0 {
+            if seq.is_multiple_of(7) {
                 continue;
             }
             let n = newest.get(key).copied();

@@ -7,6 +7,7 @@
 //! chance of that is about 10^-21.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -21,6 +22,28 @@ pub(crate) fn key_digest(key: &[u8]) -> u128 {
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
     key.iter().fold(OFFSET, |h, &b| (h ^ b as u128).wrapping_mul(PRIME))
 }
+
+/// The map's keys are digests already: hashing them again (SipHash) cost more than the rest
+/// of the plan. This hasher takes the digest's low 64 bits as they are.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used; anything else is folded in, FNV-style.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type DigestMap<V> = HashMap<u128, V, BuildHasherDefault<DigestHasher>>;
 
 /// The newest record of a key.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +66,7 @@ pub(crate) struct SegmentLoss {
 
 /// The newest record of each key up to an offset, and what compacting would remove.
 pub(crate) struct Plan {
-    newest: HashMap<u128, Entry>,
+    newest: DigestMap<Entry>,
     /// The sealed segments (every segment but the active one, oldest first, only those sealed)
     /// with what each would lose.
     pub sealed: Vec<(Arc<Segment>, SegmentLoss)>,
@@ -82,7 +105,7 @@ impl Plan {
 /// before `end`. Tombstones whose timestamp is before `tombstone_cutoff_us` are removable.
 pub(crate) fn plan(list: &[Arc<Segment>], end: u64, tombstone_cutoff_us: u64) -> Result<Plan> {
     let n_sealed = list.len().saturating_sub(1);
-    let mut newest: HashMap<u128, Entry> = HashMap::new();
+    let mut newest: DigestMap<Entry> = DigestMap::default();
     let mut loss = vec![SegmentLoss::default(); n_sealed];
     let mut sealed_bytes = 0u64;
     for (i, seg) in list.iter().enumerate() {
@@ -92,7 +115,7 @@ pub(crate) fn plan(list: &[Arc<Segment>], end: u64, tombstone_cutoff_us: u64) ->
         // Each record's length is known once the next one's position is: hold one back.
         let mut held: Option<(u128, Newest)> = None;
         let mut held_at = 0usize;
-        let mut settle = |held: Option<(u128, Newest)>, len: u64, newest: &mut HashMap<u128, Entry>| {
+        let mut settle = |held: Option<(u128, Newest)>, len: u64, newest: &mut DigestMap<Entry>| {
             let Some((h, n)) = held else { return };
             if let Some((_, seg_i, bytes)) = newest.insert(h, (n, i, len)) {
                 if let Some(l) = loss.get_mut(seg_i) {
