@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -28,9 +28,18 @@ use crate::segment::{self, ScanState, Segment};
 pub(super) struct CompactionState {
     /// Held by one compaction or erasure at a time.
     running: Mutex<()>,
-    /// Follower: the directory's modification time when its sealed segments were last
-    /// compared with their files.
-    seen_dir_mtime: Mutex<Option<SystemTime>>,
+    /// Follower: when its sealed segments were last compared with their files.
+    seen_dir_mtime: Mutex<Option<DirLook>>,
+}
+
+/// A follower's last comparison of its sealed segments with their files.
+#[derive(Debug, Clone, Copy)]
+struct DirLook {
+    /// The directory's modification time then.
+    mtime: SystemTime,
+    /// Whether that time was old enough that no later change can share it.
+    settled: bool,
+    at: Instant,
 }
 
 impl Log {
@@ -198,16 +207,23 @@ impl Inner {
     /// (compaction, erasure) with a map of the new file. A rewrite that removes records always
     /// changes the header (the sparse flag, or where the records end), so comparing headers
     /// finds it; the comparison runs only when the directory changed since the last one, or
-    /// changed so recently that a second change could share its timestamp.
+    /// (at most every 50 ms) while its change is so recent that a second change could share
+    /// its timestamp.
     pub(super) fn pick_up_rewritten_segments(&self) -> Result<()> {
         let mtime = std::fs::metadata(&self.dir).and_then(|m| m.modified()).at(&self.dir)?;
         {
             let mut seen = self.compaction.seen_dir_mtime.lock();
-            let recent = SystemTime::now().duration_since(mtime).map_or(true, |d| d < Duration::from_secs(2));
-            if *seen == Some(mtime) && !recent {
-                return Ok(());
+            // A look made while the change was recent may have come before a second change
+            // with the same timestamp: look again (at most every 50 ms) until one is made once
+            // the timestamp has settled.
+            let settled = SystemTime::now().duration_since(mtime).is_ok_and(|d| d >= Duration::from_secs(2));
+            let now = Instant::now();
+            if let Some(s) = *seen {
+                if s.mtime == mtime && (s.settled || now.duration_since(s.at) < Duration::from_millis(50)) {
+                    return Ok(());
+                }
             }
-            *seen = Some(mtime);
+            *seen = Some(DirLook { mtime, settled, at: now });
         }
         let list = self.segments.read().clone();
         for seg in list.iter().take(list.len().saturating_sub(1)) {
