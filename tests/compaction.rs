@@ -214,3 +214,43 @@ fn a_read_only_handle_cannot_compact_and_bad_ratios_are_refused() {
     let bad = CompactOptions::default().min_dirty_ratio(1.5);
     assert!(matches!(log.compact(&bad), Err(Error::InvalidOptions(_))));
 }
+
+#[test]
+fn a_consumer_group_reading_while_the_topic_is_compacted_gets_every_latest_value_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = StoreOptions::default().topic(opts()).cleanup_policy(CleanupPolicy::Compact);
+    let store = Store::open(dir.path(), so).unwrap();
+    let t = store.topic("table").unwrap();
+    for round in 0..20u32 {
+        for k in 0..10u32 {
+            t.publish(Record::new(format!("{k}:{round}").as_bytes()).key(format!("k{k}").as_bytes())).unwrap();
+        }
+    }
+    let g = t.group("reader", tidelog::GroupOptions::default()).unwrap();
+    let mut delivered = Vec::new();
+    // Half read before the compaction, the rest after.
+    while delivered.len() < 100 {
+        for d in g.poll(100 - delivered.len(), Duration::from_secs(5)).unwrap() {
+            delivered.push((d.offset(), String::from_utf8(d.record().payload.clone()).unwrap()));
+            g.ack(&d).unwrap();
+        }
+    }
+    let report = t.compact(&CompactOptions::default().roll_active(true)).unwrap();
+    assert!(report.records_removed > 0);
+    loop {
+        let got = g.poll(100, Duration::from_millis(300)).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        for d in got {
+            delivered.push((d.offset(), String::from_utf8(d.record().payload.clone()).unwrap()));
+            g.ack(&d).unwrap();
+        }
+    }
+    let offsets: Vec<u64> = delivered.iter().map(|(o, _)| *o).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "in order, none twice");
+    for k in 0..10 {
+        assert!(delivered.iter().any(|(_, p)| *p == format!("{k}:19")), "the latest value of k{k}");
+    }
+    assert_eq!(g.lag().unwrap().unconsumed, 0);
+}
