@@ -132,3 +132,43 @@ fn erasing_a_key_of_the_active_segment_only_rolls_it() {
     let again = log.erase(KEY).unwrap();
     assert_eq!(again.records_erased, 0);
 }
+
+/// Appends go on during an erasure, some of them of the erased key, rolling segments: every
+/// record of the key appended before the erasure began is gone when it returns. (The first
+/// version chased the records appended meanwhile too, and an appender faster than the
+/// rewrites made it give up after its rounds.)
+#[test]
+fn an_erasure_with_appends_running_removes_every_record_from_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path(), Options::default().segment_bytes(16 << 10).durability(tidelog::Durability::None))
+        .unwrap();
+    let append = |log: &Log, i: u32| {
+        let key: &[u8] = if i % 50 == 0 { KEY } else { b"other" };
+        log.append(Record::new(secret(i).as_bytes()).key(key)).unwrap();
+    };
+    for i in 0..3000 {
+        append(&log, i);
+    }
+    let start = log.next_offset();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let log2 = &log;
+        let stop = &stop;
+        s.spawn(move || {
+            let mut i = 3000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 100_000 {
+                append(log2, i);
+                i += 1;
+            }
+        });
+        let report = log.erase(KEY);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(report.unwrap().records_erased >= 60);
+    });
+    for r in log.iter(0) {
+        let r = r.unwrap();
+        if r.key.as_deref() == Some(KEY) {
+            assert!(r.offset >= start, "record {} of the key was appended before the erasure", r.offset);
+        }
+    }
+}

@@ -164,7 +164,7 @@ impl Log {
         let bytes_before = self.file_bytes();
         let cutoff = now_us().saturating_sub(opts.delete_retention.as_micros().min(u64::MAX as u128) as u64);
         let list = self.segment_list();
-        let plan = plan::plan(&list, end, cutoff)?;
+        let plan = plan::plan(&list, end, cutoff, |s| !self.awaiting_seal(s))?;
         let mut report = CompactReport { dirty_ratio: plan.dirty_ratio(), bytes_before, ..CompactReport::default() };
         if plan.removable_bytes() == 0 || report.dirty_ratio < opts.min_dirty_ratio {
             report.bytes_after = bytes_before;
@@ -199,7 +199,7 @@ impl Log {
     /// (reads the whole log).
     pub fn dirty_ratio(&self, opts: &CompactOptions) -> Result<f64> {
         let cutoff = now_us().saturating_sub(opts.delete_retention.as_micros().min(u64::MAX as u128) as u64);
-        Ok(plan::plan(&self.segment_list(), self.next_offset(), cutoff)?.dirty_ratio())
+        Ok(plan::plan(&self.segment_list(), self.next_offset(), cutoff, |s| !self.awaiting_seal(s))?.dirty_ratio())
     }
 
     /// Bytes of the log's segment files (as `segments()` reports them).

@@ -67,8 +67,8 @@ pub(crate) struct SegmentLoss {
 /// The newest record of each key up to an offset, and what compacting would remove.
 pub(crate) struct Plan {
     newest: DigestMap<Entry>,
-    /// The sealed segments (every segment but the active one, oldest first, only those sealed)
-    /// with what each would lose.
+    /// The sealed segments (every segment but the active one, oldest first, but one whose
+    /// seal was deferred) with what each would lose.
     pub sealed: Vec<(Arc<Segment>, SegmentLoss)>,
     /// Bytes of records in the sealed segments.
     pub sealed_bytes: u64,
@@ -103,7 +103,13 @@ impl Plan {
 
 /// Plan a compaction of `list` (the segment list, the active segment last) over the records
 /// before `end`. Tombstones whose timestamp is before `tombstone_cutoff_us` are removable.
-pub(crate) fn plan(list: &[Arc<Segment>], end: u64, tombstone_cutoff_us: u64) -> Result<Plan> {
+/// Only segments before the active one for which `rewritable` is true are to be rewritten.
+pub(crate) fn plan(
+    list: &[Arc<Segment>],
+    end: u64,
+    tombstone_cutoff_us: u64,
+    rewritable: impl Fn(&Arc<Segment>) -> bool,
+) -> Result<Plan> {
     let n_sealed = list.len().saturating_sub(1);
     let mut newest: DigestMap<Entry> = DigestMap::default();
     let mut loss = vec![SegmentLoss::default(); n_sealed];
@@ -147,7 +153,7 @@ pub(crate) fn plan(list: &[Arc<Segment>], end: u64, tombstone_cutoff_us: u64) ->
             }
         }
     }
-    let sealed = list.iter().take(n_sealed).cloned().zip(loss).filter(|(s, _)| s.is_sealed()).collect();
+    let sealed = list.iter().take(n_sealed).cloned().zip(loss).filter(|(s, _)| rewritable(s)).collect();
     Ok(Plan { newest, sealed, sealed_bytes })
 }
 

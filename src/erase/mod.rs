@@ -83,8 +83,8 @@ pub struct EraseReport {
 }
 
 impl Log {
-    /// Erase every record of `key` from the log (see the erase module and `docs/erasure.md`),
-    /// then append the erasure marker.
+    /// Erase every record of `key` appended before the call from the log's files (see
+    /// `docs/erasure.md`), then append the erasure marker. Appends may continue meanwhile.
     pub fn erase(&self, key: &[u8]) -> Result<EraseReport> {
         self.erase_with(key, &EraseOptions::default())
     }

@@ -9,7 +9,8 @@ use crate::error::Result;
 use crate::store::Topic;
 
 impl Topic {
-    /// Erase every record of `key` from the topic (see `docs/erasure.md`): its log (all
+    /// Erase every record of `key` appended before the call from the topic (see
+    /// `docs/erasure.md`): its log (all
     /// segments, the active one included, and their index files), the dead letters of its
     /// groups, and an erasure marker appended. Takes the topic's writer. Every group of the
     /// topic must be closed ([`crate::Error::Locked`] otherwise: its dead-letter log is in use).

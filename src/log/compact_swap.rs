@@ -54,6 +54,13 @@ impl Log {
         self.inner.segments.read().clone()
     }
 
+    /// True if `seg` is the full segment whose seal `Durability::None` deferred: it cannot be
+    /// swapped until sealed ([`Log::seal_pending`]).
+    pub(crate) fn awaiting_seal(&self, seg: &Arc<Segment>) -> bool {
+        let g = self.inner.writer.lock();
+        g.as_ref().and_then(|w| w.unsealed.as_ref()).is_some_and(|u| Arc::ptr_eq(&u.seg, seg))
+    }
+
     /// Roll the active segment if it holds records, so that they become a sealed segment
     /// (sealed at once, or at the next `sync` with `Durability::None`).
     pub(crate) fn roll_active(&self) -> Result<()> {
