@@ -143,7 +143,7 @@ fn an_erasure_with_appends_running_removes_every_record_from_before_it() {
     let log = Log::open(tmp.path(), Options::default().segment_bytes(16 << 10).durability(tidelog::Durability::None))
         .unwrap();
     let append = |log: &Log, i: u32| {
-        let key: &[u8] = if i % 50 == 0 { KEY } else { b"other" };
+        let key: &[u8] = if i.is_multiple_of(50) { KEY } else { b"other" };
         log.append(Record::new(secret(i).as_bytes()).key(key)).unwrap();
     };
     for i in 0..3000 {
