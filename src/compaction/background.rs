@@ -1,7 +1,8 @@
 //! Compaction in the background: a thread that looks at the log's dirty ratio every
 //! `check_every` and compacts when it reaches the threshold (Kafka's
-//! `min.cleanable.dirty.ratio`). The thread holds a clone of the log; appends continue while
-//! it rewrites (it takes the writer lock only to swap a segment in).
+//! `min.cleanable.dirty.ratio`). The thread holds a clone of the log (so the log is not closed
+//! by dropping the other handles: stop the compaction first); appends continue while it
+//! rewrites (it takes the writer lock only to swap a segment in).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -69,7 +70,8 @@ impl std::fmt::Debug for CompactionHandle {
 }
 
 impl Log {
-    /// Start compacting in the background (see [`BackgroundCompaction`]).
+    /// Start compacting in the background (see [`BackgroundCompaction`]). The thread holds a
+    /// clone of this handle: [`CompactionHandle::stop`] it before closing the log.
     pub fn compact_in_background(&self, opts: BackgroundCompaction) -> Result<CompactionHandle> {
         if self.is_read_only() {
             return Err(Error::ReadOnly);

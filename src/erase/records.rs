@@ -74,7 +74,7 @@ pub(crate) fn erase_where(log: &Log, pred: impl Fn(&RecordView<'_>) -> bool) -> 
         }
         covered = next_covered;
     }
-    Err(crate::error::Error::InvalidOptions(
-        "records of the key kept being appended while it was erased: erase again once they stop".into(),
+    Err(crate::error::Error::Internal(
+        "the erasure did not finish: rolls kept deferring the seal of a segment holding the key; run it again",
     ))
 }
