@@ -129,8 +129,13 @@ pub struct CompactReport {
 }
 
 impl Log {
-    /// Compact the log's sealed segments (see [`crate::compaction`]). Appends continue
-    /// meanwhile: the writer lock is taken only to swap each rewritten segment in.
+    /// Compact the log's sealed segments, as Kafka's log cleaner does: only the newest record
+    /// of each key remains; records without a key are kept; every record kept keeps its
+    /// offset (readers, cursors and consumer groups step over the gaps); a tombstone hides
+    /// its key and is removed itself once older than [`CompactOptions::delete_retention`].
+    /// The active segment is rewritten only if [`CompactOptions::roll_active`] rolls it first.
+    /// Appends continue meanwhile: the writer lock is taken only to swap each rewritten
+    /// segment in (`docs/architecture.md`, "Compaction and erasure").
     ///
     /// The log is flushed first (`sync`, and the seal of a full segment `Durability::None`
     /// deferred): a record is removed only because of a newer record that is on stable
