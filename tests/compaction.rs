@@ -286,7 +286,7 @@ impl tidelog::Projection for Latest {
     }
     fn restore(&self, mut b: &[u8]) -> Result<Self::State, tidelog::BoxError> {
         let mut state = BTreeMap::new();
-        let mut take = |b: &mut &[u8]| -> Result<Vec<u8>, tidelog::BoxError> {
+        let take = |b: &mut &[u8]| -> Result<Vec<u8>, tidelog::BoxError> {
             let n = u32::from_le_bytes(b.get(..4).ok_or("short")?.try_into()?) as usize;
             let v = b.get(4..4 + n).ok_or("short")?.to_vec();
             *b = &b[4 + n..];
