@@ -59,7 +59,9 @@
 
 mod aggregate;
 mod codec;
+mod compaction;
 mod consumer;
+mod erase;
 mod error;
 mod format;
 mod io;
@@ -82,11 +84,13 @@ pub use crate::codec::{
     decode_event, BincodeCodec, Event, EventCodec, EventDecodeError, JsonCodec, CODEC_HEADER, EVENT_TYPE_HEADER,
     SCHEMA_VERSION_HEADER,
 };
+pub use crate::compaction::{BackgroundCompaction, CleanupPolicy, CompactOptions, CompactReport, CompactionHandle};
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
     GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES, MAX_RETRY_DELAY,
 };
 pub use crate::consumer::{KeptDeadLetters, Pending, PendingState, PurgeDeadLetters, PurgeReport};
+pub use crate::erase::{erasure_marker_key, EraseOptions, EraseReport, ERASURE_MARKER_PREFIX};
 pub use crate::error::{CorruptionKind, Error, Location, Result};
 pub use crate::format::frame::RECORD_HEADER_LEN;
 pub use crate::format::segment_header::SEGMENT_HEADER_LEN;

@@ -7,11 +7,13 @@
 
 mod backup;
 mod bench;
+mod compact;
 mod consumers;
 mod demo;
 mod disk;
 mod dlq;
 mod dump;
+mod erase;
 mod error;
 mod info;
 mod info_store;
@@ -94,6 +96,10 @@ enum Command {
     /// Copy a log or a whole store consistently while its writers run; the copy is opened
     /// and verified before it appears at DEST.
     Backup(backup::Args),
+    /// Key compaction: keep the newest record of each key in a log, a store topic, or every topic.
+    Compact(compact::Args),
+    /// Erase every record of a key from a store topic (segments, indexes, dead letters).
+    Erase(erase::Args),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +134,8 @@ fn main() -> ExitCode {
         Command::Publish(args) => publish::run(ctx, args),
         Command::Topics(args) => topics::run(ctx, args),
         Command::Backup(args) => backup::run(ctx, args),
+        Command::Compact(args) => compact::run(ctx, args),
+        Command::Erase(args) => erase::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),

@@ -114,6 +114,7 @@ impl Inner {
     pub(super) fn follow(&self) -> Result<()> {
         let mut f = self.follower.lock();
         self.drop_deleted_segments()?;
+        self.pick_up_rewritten_segments()?;
         loop {
             let list = self.segments.read().clone();
             let Some(last) = list.last().cloned() else { return Ok(()) };

@@ -13,6 +13,7 @@
 //! | `follower`  | read-only handles following a writer; waiting for records           |
 //! | `verify`    | the full checksum scan                                               |
 //! | `report`    | what open found; segment facts                                       |
+//! | `compact_swap` | compaction's and erasure's access: roll, swap a rewritten segment in |
 //!
 //! Data flow (see `docs/architecture.md`): an appender takes the writer mutex, frames its
 //! records straight into the active segment's map, publishes the new end (segment map end,
@@ -22,6 +23,7 @@
 //! first waiter that finds no flush in progress flushes for everyone (group commit).
 
 mod backup;
+mod compact_swap;
 mod cursor;
 mod follower;
 mod read;
@@ -102,6 +104,8 @@ struct Inner {
     removed: RwLock<Arc<RemovedStreams>>,
     report: OpenReport,
     lock: Mutex<Option<DirLock>>,
+    /// Compaction and erasure: one at a time; a follower's view of rewritten segments.
+    compaction: compact_swap::CompactionState,
 }
 
 impl Log {

@@ -3,10 +3,13 @@
 //! while every record kept keeps its offset.
 //!
 //! The builder writes beside the segment it replaces, under temporary names
-//! (`{base:020}.log.compact.tmp` and the same for both index files), each fsynced. A writer's
-//! open deletes such leftovers, so a crash while building leaves the old segment as it was.
-//! [`BuiltSegment::install`] then swaps the new files in, in an order that never pairs a data
-//! file with index files that do not describe it:
+//! (`{base:020}.log.compact.tmp` and the same for both index files), each fsynced: these play
+//! the part of Kafka's `.cleaned` files. A writer's open deletes such leftovers, so a crash
+//! while building leaves the old segment as it was. [`BuiltSegment::install`] then swaps the
+//! new files in, in an order that never pairs a data file with index files that do not
+//! describe it. One data file replaces one data file by one `rename`, which is atomic: so no
+//! `.swap`/`.deleted` stage is needed, and after a crash at any step the directory holds the
+//! old data file or the new one, never both and never neither:
 //!
 //! 1. remove the old index files (a crash here leaves the old data without an index: rebuilt
 //!    by a scan on the next open);
@@ -20,16 +23,18 @@
 //! complete sparse segment from one that lost its tail. Every record is written as a batch of
 //! its own (the batches it was appended in are of no use once it is sealed) and without a
 //! durable mark.
+//!
+//! Every call that changes a file goes through the storage seam (`io::storage`), so that
+//! tests can fail each step of a build and of an install.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::frame::{encode_frame, FrameBody};
 use crate::format::index::IndexKind;
 use crate::format::{align_up, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::io::fs as fsutil;
+use crate::io::{fs as fsutil, storage};
 use crate::options::MAX_SEGMENT_BYTES;
 use crate::record::RecordView;
 use crate::segment::index::{write_sealed_index_files_to, IndexEntry, SealInfo};
@@ -38,6 +43,9 @@ use crate::segment::SegmentPaths;
 /// Suffix of the files a build writes before they are installed (ends in `.tmp`, so a
 /// writer's open removes leftovers).
 const BUILD_SUFFIX: &str = ".compact.tmp";
+
+/// Bytes gathered before one write to the file.
+const WRITE_CHUNK: usize = 1 << 20;
 
 fn build_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -53,7 +61,9 @@ pub(crate) struct SegmentBuilder {
     base: u64,
     created_us: u64,
     interval: u32,
-    out: BufWriter<File>,
+    out: File,
+    /// Bytes not yet written to `out`.
+    buf: Vec<u8>,
     pos: usize,
     since_entry: usize,
     entries: Vec<IndexEntry>,
@@ -71,9 +81,10 @@ impl SegmentBuilder {
     pub fn new(dir: &Path, base: u64, created_us: u64, interval: u32) -> Result<SegmentBuilder> {
         let paths = SegmentPaths::new(dir, base);
         let tmp = build_path(&paths.data);
-        let mut out = BufWriter::new(File::create(&tmp).at(&tmp)?);
+        let out = storage::create(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
         // The header is written last, when the builder knows where the segment ends.
-        out.write_all(&[0u8; SEGMENT_HEADER_LEN]).at(&tmp)?;
+        let mut buf = Vec::with_capacity(WRITE_CHUNK + SEGMENT_HEADER_LEN);
+        buf.resize(SEGMENT_HEADER_LEN, 0);
         Ok(SegmentBuilder {
             dir: dir.to_path_buf(),
             paths,
@@ -81,6 +92,7 @@ impl SegmentBuilder {
             created_us,
             interval,
             out,
+            buf,
             pos: SEGMENT_HEADER_LEN,
             since_entry: 0,
             entries: Vec::new(),
@@ -123,8 +135,10 @@ impl SegmentBuilder {
         };
         encode_frame(&mut self.frame[..frame_len], body, offset, rec.timestamp_us(), 0);
         self.frame[..4].copy_from_slice(&(frame_len as u32).to_le_bytes());
-        let tmp = build_path(&self.paths.data);
-        self.out.write_all(&self.frame).at(&tmp)?;
+        self.buf.extend_from_slice(&self.frame);
+        if self.buf.len() >= WRITE_CHUNK {
+            self.write_buffered()?;
+        }
         if self.entries.is_empty() || self.since_entry >= self.interval as usize {
             let rel = (offset - self.base) as u32;
             self.entries.push(IndexEntry { rel, pos: self.pos as u32, ts: rec.timestamp_us() });
@@ -138,9 +152,16 @@ impl SegmentBuilder {
         Ok(())
     }
 
+    fn write_buffered(&mut self) -> Result<()> {
+        let tmp = build_path(&self.paths.data);
+        storage::write_all(&mut self.out, &tmp, &self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
     /// Finish the segment, which spans the offsets up to `next_offset` (the next segment's
     /// base): write its header and its sealed index files, all fsynced under temporary names.
-    pub fn finish(self, next_offset: u64) -> Result<BuiltSegment> {
+    pub fn finish(mut self, next_offset: u64) -> Result<BuiltSegment> {
         if next_offset < self.next_min || next_offset <= self.base || next_offset - self.base > u32::MAX as u64 {
             return Err(self.misuse(format!("cannot span offsets up to {next_offset}")));
         }
@@ -154,11 +175,10 @@ impl SegmentBuilder {
             end_pos: if dense { 0 } else { end_pos },
             next_offset: if dense { 0 } else { next_offset },
         };
+        self.write_buffered()?;
         let tmp = build_path(&self.paths.data);
-        let mut file = self.out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
-        file.seek(SeekFrom::Start(0)).at(&tmp)?;
-        file.write_all(&header.encode()).at(&tmp)?;
-        file.sync_all().at(&tmp)?;
+        storage::write_all_at(&self.out, &tmp, &header.encode(), 0)?;
+        storage::sync_all(&self.out, &tmp)?;
         let seal = SealInfo { end_pos, next_offset, max_ts: self.last_ts };
         let paths = self.paths.clone();
         write_sealed_index_files_to(|k| build_path(paths.index(k)), self.base, self.interval, &self.entries, seal)?;
@@ -182,26 +202,38 @@ impl BuiltSegment {
         self.sparse
     }
 
+    /// Remove the built files without installing them (the segment they were to replace is
+    /// gone, or the build is abandoned).
+    pub fn discard(self) -> Result<()> {
+        discard_build(&self.paths)?;
+        fsutil::fsync_dir(&self.dir)
+    }
+
     /// Swap the built files in place of the segment's files (order in the module docs).
     pub fn install(self) -> Result<()> {
         let kinds: [IndexKind; 2] = [crate::format::index::OFFSET_INDEX, crate::format::index::TIME_INDEX];
         // The key index of the old records is not rebuilt here: it is derived data, built
         // again from the new records when first needed.
         for kind in [kinds[0], kinds[1], crate::format::index::KEY_INDEX] {
-            let p = self.paths.index(kind);
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(p, e)),
-            }
+            storage::remove(self.paths.index(kind))?;
         }
-        fs::rename(build_path(&self.paths.data), &self.paths.data).at(&self.paths.data)?;
+        storage::rename(&build_path(&self.paths.data), &self.paths.data)?;
         // IMPORTANT: the new data must be in place for good before index files describe it.
         fsutil::fsync_dir(&self.dir)?;
         for kind in kinds {
             let p = self.paths.index(kind);
-            fs::rename(build_path(p), p).at(p)?;
+            storage::rename(&build_path(p), p)?;
         }
         fsutil::fsync_dir(&self.dir)
     }
+}
+
+/// Remove whatever a build of segment `paths` left under temporary names.
+pub(crate) fn discard_build(paths: &SegmentPaths) -> Result<()> {
+    let kinds = [crate::format::index::OFFSET_INDEX, crate::format::index::TIME_INDEX];
+    storage::remove(&build_path(&paths.data))?;
+    for kind in kinds {
+        storage::remove(&build_path(paths.index(kind)))?;
+    }
+    Ok(())
 }

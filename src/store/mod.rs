@@ -18,6 +18,7 @@
 
 mod attached;
 mod backup;
+mod cleanup;
 mod delete;
 mod names;
 mod options;

@@ -1,5 +1,8 @@
 //! Options for opening a store.
 
+use std::collections::BTreeMap;
+
+use crate::compaction::CleanupPolicy;
 use crate::error::Result;
 use crate::Options;
 
@@ -19,6 +22,11 @@ pub struct StoreOptions {
     pub dead_letter_segment_bytes: u64,
     /// Create the store directory if it does not exist. Default true.
     pub create_if_missing: bool,
+    /// Cleanup policy of topics not named in [`StoreOptions::topic_cleanup`]. Default
+    /// [`CleanupPolicy::Delete`].
+    pub cleanup_policy: CleanupPolicy,
+    /// Cleanup policy of particular topics, by name.
+    pub topic_cleanup: BTreeMap<String, CleanupPolicy>,
 }
 
 impl Default for StoreOptions {
@@ -28,6 +36,8 @@ impl Default for StoreOptions {
             state_segment_bytes: 2 << 20,
             dead_letter_segment_bytes: 1 << 20,
             create_if_missing: true,
+            cleanup_policy: CleanupPolicy::Delete,
+            topic_cleanup: BTreeMap::new(),
         }
     }
 }
@@ -56,6 +66,23 @@ impl StoreOptions {
     pub fn create_if_missing(mut self, yes: bool) -> StoreOptions {
         self.create_if_missing = yes;
         self
+    }
+
+    /// Set [`StoreOptions::cleanup_policy`].
+    #[must_use]
+    pub fn cleanup_policy(mut self, policy: CleanupPolicy) -> StoreOptions {
+        self.cleanup_policy = policy;
+        self
+    }
+    /// Set the cleanup policy of topic `name` ([`StoreOptions::topic_cleanup`]).
+    #[must_use]
+    pub fn cleanup_policy_for(mut self, name: &str, policy: CleanupPolicy) -> StoreOptions {
+        self.topic_cleanup.insert(name.to_owned(), policy);
+        self
+    }
+    /// The cleanup policy of topic `name`.
+    pub(crate) fn cleanup_of(&self, name: &str) -> CleanupPolicy {
+        self.topic_cleanup.get(name).copied().unwrap_or(self.cleanup_policy)
     }
 
     /// Every log of the store gets a valid configuration: the topic options as given, the

@@ -176,6 +176,7 @@ impl Opened {
             removed: parking_lot::RwLock::new(Arc::new(removed)),
             report,
             lock: Mutex::new(lock),
+            compaction: Default::default(),
         });
         let log = Log { inner };
         if let Some(base) = fresh_at {

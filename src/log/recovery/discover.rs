@@ -104,6 +104,9 @@ mod tests {
             "00000000000000000007.timeindex.tmp",
             "00000000000000000007.keyindex.tmp",
             "removed-streams.tmp",
+            "00000000000000000042.log.compact.tmp",
+            "00000000000000000042.index.compact.tmp",
+            "00000000000000000042.timeindex.compact.tmp",
         ] {
             assert!(is_own_tmp(own), "{own}");
         }
