@@ -3,7 +3,10 @@
 //!
 //! `cargo bench --bench consumers` runs the full sizes (about a minute). Without `--bench`
 //! (as `cargo test --benches` runs it) every workload runs tiny, so the benchmark cannot
-//! rot. The cross-process run starts this same binary again as the publisher.
+//! rot. The cross-process runs start this same binary again as the publisher; they measure a
+//! consumer woken through the topic's wake file, the same with the wake file unavailable (the
+//! polling fallback), and a plain follower (`Log::wait_for`), each against the one-process
+//! figure of the same run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -101,7 +104,7 @@ fn report_latency(name: &str, h: &Histogram<u64>) {
     }
 }
 
-fn latency_in_process(dir: &Path, s: &Sizes) -> tidelog::Result<()> {
+fn latency_in_process(dir: &Path, s: &Sizes) -> tidelog::Result<Histogram<u64>> {
     let store = Store::open(dir, store_options())?;
     let topic = store.topic("lat")?;
     let group = topic.group("g", GroupOptions::default().ack_mode(AckMode::Periodic(Duration::from_millis(10))))?;
@@ -115,29 +118,96 @@ fn latency_in_process(dir: &Path, s: &Sizes) -> tidelog::Result<()> {
     publish_timed(&topic, s.latency_events, s.pace)?;
     let h = consumer.join().map_err(|_| bench_err("consumer panicked"))??;
     report_latency("publish-to-consume latency, one process (blocking poll, woken by the publish)", &h);
-    Ok(())
+    Ok(h)
 }
 
-fn latency_cross_process(dir: &Path, s: &Sizes) -> tidelog::Result<()> {
-    let store = Store::open(dir, store_options())?;
-    let topic = store.topic("lat")?;
-    let group = topic.group("g", GroupOptions::default().ack_mode(AckMode::Periodic(Duration::from_millis(10))))?;
+/// How the consumer in the other process learns of a publish.
+#[derive(Clone, Copy, PartialEq)]
+enum Across {
+    /// The topic's wake file (the default).
+    Wake,
+    /// No wake file (a directory holds its name, so the writer cannot create it): polling.
+    Poll,
+}
+
+/// Start this binary again as the publisher of `dir`'s topic `lat`.
+fn spawn_publisher(dir: &Path, s: &Sizes) -> tidelog::Result<std::process::Child> {
     let exe = std::env::current_exe().map_err(|e| tidelog::Error::Io { path: "current_exe".into(), source: e })?;
-    let mut child = Command::new(exe)
+    Command::new(exe)
         .env(CHILD_ENV, dir)
         .env("TIDELOG_BENCH_N", s.latency_events.to_string())
         .env("TIDELOG_BENCH_PACE_NS", (s.pace.as_nanos() as u64).to_string())
         .stdout(Stdio::null())
         .spawn()
-        .map_err(|e| tidelog::Error::Io { path: "child".into(), source: e })?;
-    let h = consume_timed(&group, s.latency_events);
+        .map_err(|e| tidelog::Error::Io { path: "child".into(), source: e })
+}
+
+fn wait_child(mut child: std::process::Child) -> tidelog::Result<()> {
     let status = child.wait().map_err(|e| tidelog::Error::Io { path: "child".into(), source: e })?;
-    let h = h?;
     if !status.success() {
         return Err(bench_err("publisher process failed"));
     }
-    report_latency("publish-to-consume latency, across processes (follower, polls 50 µs..1 ms)", &h);
     Ok(())
+}
+
+fn latency_cross_process(dir: &Path, s: &Sizes, across: Across) -> tidelog::Result<Histogram<u64>> {
+    if across == Across::Poll {
+        std::fs::create_dir_all(dir.join("topics/lat/wake"))
+            .map_err(|e| tidelog::Error::Io { path: dir.into(), source: e })?;
+    }
+    let store = Store::open(dir, store_options())?;
+    let topic = store.topic("lat")?;
+    let group = topic.group("g", GroupOptions::default().ack_mode(AckMode::Periodic(Duration::from_millis(10))))?;
+    let child = spawn_publisher(dir, s)?;
+    let h = consume_timed(&group, s.latency_events);
+    wait_child(child)?;
+    let h = h?;
+    let name = match across {
+        Across::Wake => "publish-to-consume latency, across processes (blocking poll, woken through the wake file)",
+        Across::Poll => "publish-to-consume latency, across processes (no wake file: polls 50 µs..1 ms)",
+    };
+    report_latency(name, &h);
+    Ok(h)
+}
+
+/// A plain follower (`Log::open_read_only`, `wait_for`, a cursor) of a log written by another
+/// process: append-to-read latency.
+fn latency_follower_cross_process(dir: &Path, s: &Sizes) -> tidelog::Result<Histogram<u64>> {
+    let log_dir = dir.join("topics/lat");
+    tidelog::Log::open(&log_dir, store_options().topic)?.close()?;
+    let follower = tidelog::Log::open_read_only(&log_dir, store_options().topic)?;
+    let child = spawn_publisher(dir, s)?;
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| bench_err(&e.to_string()))?;
+    let mut next = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while next < s.latency_events && Instant::now() < deadline {
+        if !follower.wait_for(next, Duration::from_secs(2))? {
+            continue;
+        }
+        let at = now_ns();
+        let mut cursor = follower.cursor(next);
+        while let Some(r) = cursor.next()? {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&r.payload()[..8]);
+            h.record(at.saturating_sub(u64::from_le_bytes(b)).max(1)).map_err(|e| bench_err(&e.to_string()))?;
+            next = r.offset() + 1;
+        }
+    }
+    wait_child(child)?;
+    if next < s.latency_events {
+        return Err(bench_err(&format!("the follower saw only {next} of {} records", s.latency_events)));
+    }
+    report_latency("append-to-read latency, follower in another process (Log::wait_for, wake file)", &h);
+    Ok(h)
+}
+
+fn report_ratio(name: &str, across: &Histogram<u64>, one: &Histogram<u64>) {
+    let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64;
+    println!(
+        "{name}: p50 {:.2}x, p99 {:.2}x the one-process figure of this run",
+        q(across, 0.5) / q(one, 0.5).max(1.0),
+        q(across, 0.99) / q(one, 0.99).max(1.0)
+    );
 }
 
 /// The publisher process of the cross-process run.
@@ -277,8 +347,13 @@ fn main() -> tidelog::Result<()> {
     };
     let tmp = tempfile::tempdir().map_err(|e| tidelog::Error::Io { path: "tempdir".into(), source: e })?;
     println!("tidelog consumer benchmarks ({})", if full { "full" } else { "smoke sizes; run with --bench" });
-    latency_in_process(&tmp.path().join("lat-in"), &s)?;
-    latency_cross_process(&tmp.path().join("lat-x"), &s)?;
+    let one = latency_in_process(&tmp.path().join("lat-in"), &s)?;
+    let woken = latency_cross_process(&tmp.path().join("lat-x"), &s, Across::Wake)?;
+    let polled = latency_cross_process(&tmp.path().join("lat-xp"), &s, Across::Poll)?;
+    let follower = latency_follower_cross_process(&tmp.path().join("lat-f"), &s)?;
+    report_ratio("across processes, woken", &woken, &one);
+    report_ratio("across processes, polling", &polled, &one);
+    report_ratio("follower across processes, woken", &follower, &one);
     let durable = AckMode::Durable;
     let periodic = AckMode::Periodic(Duration::from_millis(10));
     let dir = tmp.path().join("tp");

@@ -100,6 +100,8 @@ impl Wake {
         if !futex::AVAILABLE {
             return None;
         }
+        // A creation that crashed before its rename left this; nothing else uses the name.
+        let _ = fs::remove_file(dir.join(WAKE_TMP));
         let path = dir.join(WAKE_FILE);
         let wake = match Wake::open_valid(&path) {
             Some(w) => w,
