@@ -1,7 +1,8 @@
 //! Consumer-group benchmarks: publish-to-consume latency (p50, p99, p99.9, max and a
 //! histogram) in one process and across processes, and consume-plus-ack throughput.
 //!
-//! `cargo bench --bench consumers` runs the full sizes (about a minute). Without `--bench`
+//! `cargo bench --bench consumers` runs the full sizes (about a minute; `-- latency` runs the
+//! latency runs only, about 20 s). Without `--bench`
 //! (as `cargo test --benches` runs it) every workload runs tiny, so the benchmark cannot
 //! rot. The cross-process runs start this same binary again as the publisher; they measure a
 //! consumer woken through the topic's wake file, the same with the wake file unavailable (the
@@ -328,6 +329,8 @@ fn main() -> tidelog::Result<()> {
         return child_publisher(Path::new(&dir));
     }
     let full = std::env::args().any(|a| a == "--bench");
+    // `cargo bench --bench consumers -- latency`: the latency runs only (about 20 s).
+    let latency_only = std::env::args().skip(1).any(|a| a == "latency");
     let s = if full {
         Sizes {
             latency_events: 20_000,
@@ -354,6 +357,9 @@ fn main() -> tidelog::Result<()> {
     report_ratio("across processes, woken", &woken, &one);
     report_ratio("across processes, polling", &polled, &one);
     report_ratio("follower across processes, woken", &follower, &one);
+    if latency_only {
+        return Ok(());
+    }
     let durable = AckMode::Durable;
     let periodic = AckMode::Periodic(Duration::from_millis(10));
     let dir = tmp.path().join("tp");
