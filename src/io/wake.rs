@@ -111,9 +111,12 @@ impl Wake {
             }
         };
         // A reader killed while registered left the count raised: start from zero. Readers
-        // asleep now are woken by the bump and register again (see the module comment).
-        wake.waiters().store(0, Ordering::SeqCst);
-        wake.bump();
+        // asleep now are woken by the bump and register again (see the module comment). A
+        // count of zero is left alone, so that an open with nobody waiting writes nothing.
+        if wake.waiters().load(Ordering::SeqCst) != 0 {
+            wake.waiters().store(0, Ordering::SeqCst);
+            wake.bump();
+        }
         Some(wake)
     }
 
