@@ -185,6 +185,34 @@ fn a_consumer_group_in_another_process_is_woken_by_a_publish() {
     assert_eq!(wake_sleeps_timed_out(), 0, "a sleep ran to its deadline: a wake-up was lost");
 }
 
+/// A poll asleep on the wake file (its topic written by another process) is also woken by
+/// events in its own process: a redrive bumps the wake file, since such a poll does not
+/// listen to the in-process condition variable.
+#[test]
+fn a_redrive_in_this_process_wakes_a_poll_asleep_on_the_wake_file() {
+    set_wake_recheck(Duration::from_secs(3600));
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Writer::start(tmp.path(), true);
+    let store = Store::open(tmp.path(), StoreOptions::default().topic(opts())).unwrap();
+    let group = store.topic("t").unwrap().group("g", GroupOptions::default().lease(LONG)).unwrap();
+    let first = group.poll(1, LONG).unwrap();
+    assert_eq!(first.len(), 1);
+    let waiter = {
+        let group = group.clone();
+        std::thread::spawn(move || group.poll(1, LONG).unwrap())
+    };
+    // Let the poll fall asleep (nothing else is deliverable), then make the event deliverable
+    // again from this process.
+    std::thread::sleep(Duration::from_millis(200));
+    group.reject(&first[0], "to the dead letters").unwrap();
+    assert_eq!(group.redrive_all().unwrap(), 1);
+    let again = waiter.join().unwrap();
+    assert_eq!(again.len(), 1, "the redriven event, before the poll's timeout");
+    group.ack(&again[0]).unwrap();
+    w.finish();
+    assert_eq!(wake_sleeps_timed_out(), 0, "a sleep ran to its deadline: a wake-up was lost");
+}
+
 #[test]
 fn a_follower_polls_when_the_wake_file_cannot_be_created() {
     set_wake_recheck(Duration::from_secs(3600));
