@@ -93,7 +93,8 @@ pub(crate) struct Wake {
 
 impl Wake {
     /// For a writer (which holds the log's lock): open the wake file, creating it, or replacing
-    /// it if it is short, foreign or damaged; then reset the waiter count and wake everyone.
+    /// it if it is short, foreign or damaged; then, if the waiter count is not zero, reset it
+    /// and wake everyone.
     /// `None` where the mechanism is unavailable (no futex, the file cannot be created or
     /// mapped): readers then poll.
     pub(crate) fn for_writer(dir: &Path) -> Option<Wake> {
