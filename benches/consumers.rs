@@ -2,7 +2,7 @@
 //! histogram) in one process and across processes, and consume-plus-ack throughput.
 //!
 //! `cargo bench --bench consumers` runs the full sizes (about a minute; `-- latency` runs the
-//! latency runs only, about 20 s). Without `--bench`
+//! latency runs only, about 20 s, in four alternating rounds). Without `--bench`
 //! (as `cargo test --benches` runs it) every workload runs tiny, so the benchmark cannot
 //! rot. The cross-process runs start this same binary again as the publisher; they measure a
 //! consumer woken through the topic's wake file, the same with the wake file unavailable (the
@@ -20,8 +20,13 @@ use tidelog::{AckMode, GroupOptions, Options, Record, Store, StoreOptions};
 
 const CHILD_ENV: &str = "TIDELOG_BENCH_PUBLISHER";
 
+#[derive(Clone)]
 struct Sizes {
+    /// Events per latency run, in total over its rounds.
     latency_events: u64,
+    /// The latency runs alternate in this many rounds, so that a burst of load on a shared
+    /// machine does not fall on one of them only.
+    latency_rounds: u64,
     /// Gap between two publishes in the latency runs.
     pace: Duration,
     throughput_events: u64,
@@ -118,7 +123,6 @@ fn latency_in_process(dir: &Path, s: &Sizes) -> tidelog::Result<Histogram<u64>> 
     std::thread::sleep(Duration::from_millis(50));
     publish_timed(&topic, s.latency_events, s.pace)?;
     let h = consumer.join().map_err(|_| bench_err("consumer panicked"))??;
-    report_latency("publish-to-consume latency, one process (blocking poll, woken by the publish)", &h);
     Ok(h)
 }
 
@@ -162,13 +166,7 @@ fn latency_cross_process(dir: &Path, s: &Sizes, across: Across) -> tidelog::Resu
     let child = spawn_publisher(dir, s)?;
     let h = consume_timed(&group, s.latency_events);
     wait_child(child)?;
-    let h = h?;
-    let name = match across {
-        Across::Wake => "publish-to-consume latency, across processes (blocking poll, woken through the wake file)",
-        Across::Poll => "publish-to-consume latency, across processes (no wake file: polls 50 µs..1 ms)",
-    };
-    report_latency(name, &h);
-    Ok(h)
+    h
 }
 
 /// A plain follower (`Log::open_read_only`, `wait_for`, a cursor) of a log written by another
@@ -198,7 +196,6 @@ fn latency_follower_cross_process(dir: &Path, s: &Sizes) -> tidelog::Result<Hist
     if next < s.latency_events {
         return Err(bench_err(&format!("the follower saw only {next} of {} records", s.latency_events)));
     }
-    report_latency("append-to-read latency, follower in another process (Log::wait_for, wake file)", &h);
     Ok(h)
 }
 
@@ -334,6 +331,7 @@ fn main() -> tidelog::Result<()> {
     let s = if full {
         Sizes {
             latency_events: 20_000,
+            latency_rounds: 4,
             pace: Duration::from_micros(200),
             throughput_events: 200_000,
             single_ack_events: 5_000,
@@ -342,6 +340,7 @@ fn main() -> tidelog::Result<()> {
     } else {
         Sizes {
             latency_events: 200,
+            latency_rounds: 1,
             pace: Duration::from_micros(200),
             throughput_events: 2_000,
             single_ack_events: 100,
@@ -350,13 +349,36 @@ fn main() -> tidelog::Result<()> {
     };
     let tmp = tempfile::tempdir().map_err(|e| tidelog::Error::Io { path: "tempdir".into(), source: e })?;
     println!("tidelog consumer benchmarks ({})", if full { "full" } else { "smoke sizes; run with --bench" });
-    let one = latency_in_process(&tmp.path().join("lat-in"), &s)?;
-    let woken = latency_cross_process(&tmp.path().join("lat-x"), &s, Across::Wake)?;
-    let polled = latency_cross_process(&tmp.path().join("lat-xp"), &s, Across::Poll)?;
-    let follower = latency_follower_cross_process(&tmp.path().join("lat-f"), &s)?;
-    report_ratio("across processes, woken", &woken, &one);
-    report_ratio("across processes, polling", &polled, &one);
-    report_ratio("follower across processes, woken", &follower, &one);
+    let names = [
+        "publish-to-consume latency, one process (blocking poll, woken by the publish)",
+        "publish-to-consume latency, across processes (blocking poll, woken through the wake file)",
+        "publish-to-consume latency, across processes (no wake file: polls 50 µs..1 ms)",
+        "append-to-read latency, follower in another process (Log::wait_for, wake file)",
+    ];
+    let mut hs = Vec::new();
+    for _ in names {
+        hs.push(Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| bench_err(&e.to_string()))?);
+    }
+    let round = Sizes { latency_events: s.latency_events / s.latency_rounds, ..s.clone() };
+    for r in 0..s.latency_rounds {
+        let dir = |name: &str| tmp.path().join(format!("{name}-{r}"));
+        let runs = [
+            latency_in_process(&dir("lat-in"), &round)?,
+            latency_cross_process(&dir("lat-x"), &round, Across::Wake)?,
+            latency_cross_process(&dir("lat-xp"), &round, Across::Poll)?,
+            latency_follower_cross_process(&dir("lat-f"), &round)?,
+        ];
+        for (h, run) in hs.iter_mut().zip(&runs) {
+            h.add(run).map_err(|e| bench_err(&e.to_string()))?;
+        }
+    }
+    for (name, h) in names.iter().zip(&hs) {
+        report_latency(name, h);
+    }
+    let (one, woken, polled, follower) = (&hs[0], &hs[1], &hs[2], &hs[3]);
+    report_ratio("across processes, woken", woken, one);
+    report_ratio("across processes, polling", polled, one);
+    report_ratio("follower across processes, woken", follower, one);
     if latency_only {
         return Ok(());
     }
