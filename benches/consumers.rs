@@ -1,9 +1,13 @@
 //! Consumer-group benchmarks: publish-to-consume latency (p50, p99, p99.9, max and a
 //! histogram) in one process and across processes, and consume-plus-ack throughput.
 //!
-//! `cargo bench --bench consumers` runs the full sizes (about a minute). Without `--bench`
+//! `cargo bench --bench consumers` runs the full sizes (about a minute; `-- latency` runs the
+//! latency runs only, about 20 s, in four alternating rounds). Without `--bench`
 //! (as `cargo test --benches` runs it) every workload runs tiny, so the benchmark cannot
-//! rot. The cross-process run starts this same binary again as the publisher.
+//! rot. The cross-process runs start this same binary again as the publisher; they measure a
+//! consumer woken through the topic's wake file, the same with the wake file unavailable (the
+//! polling fallback), and a plain follower (`Log::wait_for`), each against the one-process
+//! figure of the same run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,8 +20,13 @@ use tidelog::{AckMode, GroupOptions, Options, Record, Store, StoreOptions};
 
 const CHILD_ENV: &str = "TIDELOG_BENCH_PUBLISHER";
 
+#[derive(Clone)]
 struct Sizes {
+    /// Events per latency run, in total over its rounds.
     latency_events: u64,
+    /// The latency runs alternate in this many rounds, so that a burst of load on a shared
+    /// machine does not fall on one of them only.
+    latency_rounds: u64,
     /// Gap between two publishes in the latency runs.
     pace: Duration,
     throughput_events: u64,
@@ -101,7 +110,7 @@ fn report_latency(name: &str, h: &Histogram<u64>) {
     }
 }
 
-fn latency_in_process(dir: &Path, s: &Sizes) -> tidelog::Result<()> {
+fn latency_in_process(dir: &Path, s: &Sizes) -> tidelog::Result<Histogram<u64>> {
     let store = Store::open(dir, store_options())?;
     let topic = store.topic("lat")?;
     let group = topic.group("g", GroupOptions::default().ack_mode(AckMode::Periodic(Duration::from_millis(10))))?;
@@ -114,30 +123,89 @@ fn latency_in_process(dir: &Path, s: &Sizes) -> tidelog::Result<()> {
     std::thread::sleep(Duration::from_millis(50));
     publish_timed(&topic, s.latency_events, s.pace)?;
     let h = consumer.join().map_err(|_| bench_err("consumer panicked"))??;
-    report_latency("publish-to-consume latency, one process (blocking poll, woken by the publish)", &h);
-    Ok(())
+    Ok(h)
 }
 
-fn latency_cross_process(dir: &Path, s: &Sizes) -> tidelog::Result<()> {
-    let store = Store::open(dir, store_options())?;
-    let topic = store.topic("lat")?;
-    let group = topic.group("g", GroupOptions::default().ack_mode(AckMode::Periodic(Duration::from_millis(10))))?;
+/// How the consumer in the other process learns of a publish.
+#[derive(Clone, Copy, PartialEq)]
+enum Across {
+    /// The topic's wake file (the default).
+    Wake,
+    /// No wake file (a directory holds its name, so the writer cannot create it): polling.
+    Poll,
+}
+
+/// Start this binary again as the publisher of `dir`'s topic `lat`.
+fn spawn_publisher(dir: &Path, s: &Sizes) -> tidelog::Result<std::process::Child> {
     let exe = std::env::current_exe().map_err(|e| tidelog::Error::Io { path: "current_exe".into(), source: e })?;
-    let mut child = Command::new(exe)
+    Command::new(exe)
         .env(CHILD_ENV, dir)
         .env("TIDELOG_BENCH_N", s.latency_events.to_string())
         .env("TIDELOG_BENCH_PACE_NS", (s.pace.as_nanos() as u64).to_string())
         .stdout(Stdio::null())
         .spawn()
-        .map_err(|e| tidelog::Error::Io { path: "child".into(), source: e })?;
-    let h = consume_timed(&group, s.latency_events);
+        .map_err(|e| tidelog::Error::Io { path: "child".into(), source: e })
+}
+
+fn wait_child(mut child: std::process::Child) -> tidelog::Result<()> {
     let status = child.wait().map_err(|e| tidelog::Error::Io { path: "child".into(), source: e })?;
-    let h = h?;
     if !status.success() {
         return Err(bench_err("publisher process failed"));
     }
-    report_latency("publish-to-consume latency, across processes (follower, polls 50 µs..1 ms)", &h);
     Ok(())
+}
+
+fn latency_cross_process(dir: &Path, s: &Sizes, across: Across) -> tidelog::Result<Histogram<u64>> {
+    if across == Across::Poll {
+        std::fs::create_dir_all(dir.join("topics/lat/wake"))
+            .map_err(|e| tidelog::Error::Io { path: dir.into(), source: e })?;
+    }
+    let store = Store::open(dir, store_options())?;
+    let topic = store.topic("lat")?;
+    let group = topic.group("g", GroupOptions::default().ack_mode(AckMode::Periodic(Duration::from_millis(10))))?;
+    let child = spawn_publisher(dir, s)?;
+    let h = consume_timed(&group, s.latency_events);
+    wait_child(child)?;
+    h
+}
+
+/// A plain follower (`Log::open_read_only`, `wait_for`, a cursor) of a log written by another
+/// process: append-to-read latency.
+fn latency_follower_cross_process(dir: &Path, s: &Sizes) -> tidelog::Result<Histogram<u64>> {
+    let log_dir = dir.join("topics/lat");
+    tidelog::Log::open(&log_dir, store_options().topic)?.close()?;
+    let follower = tidelog::Log::open_read_only(&log_dir, store_options().topic)?;
+    let child = spawn_publisher(dir, s)?;
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| bench_err(&e.to_string()))?;
+    let mut next = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while next < s.latency_events && Instant::now() < deadline {
+        if !follower.wait_for(next, Duration::from_secs(2))? {
+            continue;
+        }
+        let at = now_ns();
+        let mut cursor = follower.cursor(next);
+        while let Some(r) = cursor.next()? {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&r.payload()[..8]);
+            h.record(at.saturating_sub(u64::from_le_bytes(b)).max(1)).map_err(|e| bench_err(&e.to_string()))?;
+            next = r.offset() + 1;
+        }
+    }
+    wait_child(child)?;
+    if next < s.latency_events {
+        return Err(bench_err(&format!("the follower saw only {next} of {} records", s.latency_events)));
+    }
+    Ok(h)
+}
+
+fn report_ratio(name: &str, across: &Histogram<u64>, one: &Histogram<u64>) {
+    let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64;
+    println!(
+        "{name}: p50 {:.2}x, p99 {:.2}x the one-process figure of this run",
+        q(across, 0.5) / q(one, 0.5).max(1.0),
+        q(across, 0.99) / q(one, 0.99).max(1.0)
+    );
 }
 
 /// The publisher process of the cross-process run.
@@ -258,9 +326,12 @@ fn main() -> tidelog::Result<()> {
         return child_publisher(Path::new(&dir));
     }
     let full = std::env::args().any(|a| a == "--bench");
+    // `cargo bench --bench consumers -- latency`: the latency runs only (about 20 s).
+    let latency_only = std::env::args().skip(1).any(|a| a == "latency");
     let s = if full {
         Sizes {
             latency_events: 20_000,
+            latency_rounds: 4,
             pace: Duration::from_micros(200),
             throughput_events: 200_000,
             single_ack_events: 5_000,
@@ -269,6 +340,7 @@ fn main() -> tidelog::Result<()> {
     } else {
         Sizes {
             latency_events: 200,
+            latency_rounds: 1,
             pace: Duration::from_micros(200),
             throughput_events: 2_000,
             single_ack_events: 100,
@@ -277,8 +349,39 @@ fn main() -> tidelog::Result<()> {
     };
     let tmp = tempfile::tempdir().map_err(|e| tidelog::Error::Io { path: "tempdir".into(), source: e })?;
     println!("tidelog consumer benchmarks ({})", if full { "full" } else { "smoke sizes; run with --bench" });
-    latency_in_process(&tmp.path().join("lat-in"), &s)?;
-    latency_cross_process(&tmp.path().join("lat-x"), &s)?;
+    let names = [
+        "publish-to-consume latency, one process (blocking poll, woken by the publish)",
+        "publish-to-consume latency, across processes (blocking poll, woken through the wake file)",
+        "publish-to-consume latency, across processes (no wake file: polls 50 µs..1 ms)",
+        "append-to-read latency, follower in another process (Log::wait_for, wake file)",
+    ];
+    let mut hs = Vec::new();
+    for _ in names {
+        hs.push(Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| bench_err(&e.to_string()))?);
+    }
+    let round = Sizes { latency_events: s.latency_events / s.latency_rounds, ..s.clone() };
+    for r in 0..s.latency_rounds {
+        let dir = |name: &str| tmp.path().join(format!("{name}-{r}"));
+        let runs = [
+            latency_in_process(&dir("lat-in"), &round)?,
+            latency_cross_process(&dir("lat-x"), &round, Across::Wake)?,
+            latency_cross_process(&dir("lat-xp"), &round, Across::Poll)?,
+            latency_follower_cross_process(&dir("lat-f"), &round)?,
+        ];
+        for (h, run) in hs.iter_mut().zip(&runs) {
+            h.add(run).map_err(|e| bench_err(&e.to_string()))?;
+        }
+    }
+    for (name, h) in names.iter().zip(&hs) {
+        report_latency(name, h);
+    }
+    let (one, woken, polled, follower) = (&hs[0], &hs[1], &hs[2], &hs[3]);
+    report_ratio("across processes, woken", woken, one);
+    report_ratio("across processes, polling", polled, one);
+    report_ratio("follower across processes, woken", follower, one);
+    if latency_only {
+        return Ok(());
+    }
     let durable = AckMode::Durable;
     let periodic = AckMode::Periodic(Duration::from_millis(10));
     let dir = tmp.path().join("tp");

@@ -4,7 +4,9 @@
 //!   makes), installed for one directory, that can make a chosen call fail or watch what
 //!   reached stable storage (see `docs/architecture.md`);
 //! * entry points for tests that need files no public API writes yet: a sealed segment with
-//!   gaps in its offsets, as key compaction will leave it.
+//!   gaps in its offsets, as key compaction will leave it;
+//! * the wake file's recheck interval, and a count of the sleeps on it that ran out (a lost
+//!   wake-up shows up as a sleep that ran to its deadline).
 
 use std::fs;
 use std::path::Path;
@@ -71,4 +73,17 @@ pub fn rewrite_segment(
     let sparse = built.is_sparse();
     built.install()?;
     Ok(sparse)
+}
+
+/// Set how long a reader in this process sleeps on a log's wake file at most before it looks
+/// at the log again (10 ms by default). A test sets it very long so that a lost wake-up
+/// cannot be covered up by the recheck.
+pub fn set_wake_recheck(d: std::time::Duration) {
+    crate::io::wake::set_recheck(d);
+}
+
+/// How many sleeps on a wake file in this process ended at their timeout (the caller's
+/// deadline or the recheck interval) instead of being woken.
+pub fn wake_sleeps_timed_out() -> u64 {
+    crate::io::wake::timed_out_sleeps()
 }

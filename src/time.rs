@@ -8,7 +8,8 @@ pub(crate) fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-/// The pause between two polls of a log written by another process: 50 µs, doubling to 1 ms.
+/// The pause between two polls of a log written by another process, where its wake file cannot
+/// be used (`io::wake`): 50 µs, doubling to 1 ms.
 /// Short enough that a follower sees a new record within about a millisecond, long enough
 /// that an idle follower costs a few thousand wake-ups a second at most.
 #[derive(Debug, Clone)]

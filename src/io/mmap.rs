@@ -18,6 +18,10 @@
 //!    frame's bytes after its length field, then stores the 4-byte length with an atomic
 //!    `Release` store. A follower in another process loads the length with `Acquire`; a
 //!    non-zero length means the frame's bytes are complete.
+//! 4. **Shared words are only ever accessed atomically.** [`SharedWords`] maps a small file
+//!    (the wake file, `docs/format.md`) shared and writable; every process that follows the
+//!    format reads and writes its words only through `AtomicU32` (and the kernel's futex,
+//!    which reads them atomically). The file is replaced by rename, never truncated.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -175,6 +179,49 @@ impl MapWriter {
     }
 }
 
+/// A small file mapped shared and writable, seen as 32-bit words that every process mapping
+/// it reads and writes atomically (contract point 4). The words live as long as the map.
+pub(crate) struct SharedWords {
+    raw: MmapRaw,
+    words: usize,
+}
+
+impl std::fmt::Debug for SharedWords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedWords").field("words", &self.words).finish()
+    }
+}
+
+impl SharedWords {
+    /// Map the first `words` 32-bit words of `file`, which must be open for reading and
+    /// writing and at least `4 * words` bytes long (checked: touching a page past the end of
+    /// a file is SIGBUS).
+    pub fn map(file: &File, words: usize) -> io::Result<SharedWords> {
+        let len = words.checked_mul(4).filter(|&l| l > 0);
+        let Some(len) = len else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no words to map"));
+        };
+        if file.metadata()?.len() < len as u64 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "file shorter than its words"));
+        }
+        let raw = MmapOptions::new().len(len).map_raw(file)?;
+        Ok(SharedWords { raw, words })
+    }
+
+    /// The words, as atomics shared with every other process mapping the file.
+    pub fn words(&self) -> &[AtomicU32] {
+        // SAFETY: alignment: the mapping is page aligned, so its start is aligned for
+        // `AtomicU32` (which has the size and layout of `u32`). Bounds and lifetime: the
+        // `4 * words` bytes are mapped (the file's length was checked when mapped, and the file
+        // is never truncated, only replaced by rename: points 1 and 4), and the slice borrows
+        // `self`, which owns the mapping, so it cannot outlive it. Sharing: the mapping is
+        // `MAP_SHARED`; every access to it, here and in other processes, is atomic (point 4), so
+        // there is no data race. The values are advisory counters: a third party scribbling on
+        // the file changes numbers, never memory safety.
+        unsafe { std::slice::from_raw_parts(self.raw.as_mut_ptr().cast::<AtomicU32>(), self.words) }
+    }
+}
+
 /// A read-only map of a whole immutable file (a sealed index).
 pub(crate) fn map_whole_ro(file: &File) -> io::Result<Arc<SegmentMap>> {
     let len = usize::try_from(file.metadata()?.len())
@@ -204,5 +251,18 @@ mod tests {
         assert!(w.store_frame_len(16, 5));
         assert_eq!(map.frame_len_acquire(16), Some(5));
         assert_eq!(map.frame_len_acquire(4094), None);
+    }
+
+    #[test]
+    fn shared_words_are_seen_by_every_map_of_the_file_and_stop_at_its_end() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(8).unwrap();
+        let a = SharedWords::map(&f, 2).unwrap();
+        let b = SharedWords::map(&f, 2).unwrap();
+        a.words()[1].store(7, Ordering::SeqCst);
+        assert_eq!(b.words()[1].load(Ordering::SeqCst), 7);
+        assert_eq!(a.words().len(), 2);
+        assert!(SharedWords::map(&f, 3).is_err(), "a file shorter than its words is refused");
+        assert!(SharedWords::map(&f, 0).is_err());
     }
 }

@@ -7,11 +7,13 @@
 //! | `fs`      | directory fsync, atomic file replacement (on the seam)                     |
 //! | `poison`  | the poisoned state after a failed flush, and the durable limit it leaves   |
 //! | `lock`    | the writer lock                                                            |
+//! | `wake`    | the wake file: readers in other processes sleep until the writer publishes |
 
 pub(crate) mod fs;
 pub(crate) mod lock;
 pub(crate) mod mmap;
 pub(crate) mod poison;
 pub(crate) mod storage;
+pub(crate) mod wake;
 
 pub(crate) use lock::DirLock;

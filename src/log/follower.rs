@@ -19,9 +19,10 @@ pub(super) struct Follower {
 
 impl Log {
     /// Block until a record with offset `>= offset` is committed, or the timeout passes.
-    /// Returns `true` if one is available. In-process appends wake waiters at once; a
-    /// read-only handle following another process polls with a short backoff (50 µs rising
-    /// to 1 ms).
+    /// Returns `true` if one is available. In-process appends wake waiters at once; so do
+    /// appends by a writer in another process, through the log's wake file (Linux; see
+    /// `docs/consumers.md`). Where that is unavailable, a read-only handle polls with a short
+    /// backoff (50 µs rising to 1 ms).
     pub fn wait_for(&self, offset: u64, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         if self.next_offset() > offset {
@@ -31,12 +32,17 @@ impl Log {
         if inner.read_only {
             let mut backoff = Backoff::new();
             loop {
+                // Registered before the look, so that a publish after it wakes us (io::wake).
+                let waiter = inner.wake.get().map(|w| w.register());
                 self.refresh()?;
                 if self.next_offset() > offset {
                     return Ok(true);
                 }
-                if !backoff.sleep_until(deadline) {
-                    return Ok(false);
+                match waiter {
+                    Some(w) if Instant::now() < deadline => w.sleep_until(deadline),
+                    Some(_) => return Ok(false),
+                    None if !backoff.sleep_until(deadline) => return Ok(false),
+                    None => {}
                 }
             }
         }

@@ -43,6 +43,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::format::removed_streams::RemovedStreams;
 use crate::io::poison::Poison;
+use crate::io::wake::WakeSlot;
 use crate::io::DirLock;
 use crate::options::Options;
 use crate::segment::Segment;
@@ -94,6 +95,8 @@ struct Inner {
     tail_lock: Mutex<()>,
     tail_cv: Condvar,
     tail_waiters: AtomicUsize,
+    /// The wake file, through which the writer wakes readers in other processes.
+    wake: WakeSlot,
     ckpt: Mutex<CkptState>,
     flusher_stop: Arc<(Mutex<bool>, Condvar)>,
     follower: Mutex<Follower>,

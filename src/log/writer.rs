@@ -236,6 +236,11 @@ impl Inner {
             let _g = self.tail_lock.lock();
             self.tail_cv.notify_all();
         }
+        // Readers in other processes: the same fence serves (see `io::wake`); one load when
+        // nobody waits.
+        if let Some(w) = self.wake.ready() {
+            w.publish_after_fence();
+        }
         Ok(first..end)
     }
 

@@ -44,10 +44,10 @@ impl Topic {
             inner: Arc::new(TopicInner {
                 store,
                 name: name.to_owned(),
+                signal: Signal::new(&dir),
                 dir,
                 writer: RwLock::new(None),
                 follower: Mutex::new(None),
-                signal: Signal::default(),
                 attached: Attached::default(),
             }),
         }
@@ -284,13 +284,14 @@ impl Topic {
     }
 
     /// Block until an event with offset `>= offset` exists or `timeout` passes; true if one
-    /// does. Publishes in this process wake the caller at once; a follower of a writer in
-    /// another process polls (50 µs rising to 1 ms, see `docs/consumers.md`).
+    /// does. Publishes in this process wake the caller at once, and so do publishes by a
+    /// writer in another process, through the topic's wake file; where that is unavailable,
+    /// a follower polls (50 µs rising to 1 ms, see `docs/consumers.md`).
     pub fn wait_for(&self, offset: u64, timeout: Duration) -> Result<bool> {
         let deadline = instant_after(Instant::now(), timeout);
         let mut nap = Duration::from_micros(50);
         loop {
-            let seen = self.inner.signal.generation();
+            let watch = self.inner.signal.watch(!self.is_writer());
             let follower = match self.fresh_reader()? {
                 Some((log, follower)) => {
                     if log.next_offset() > offset {
@@ -304,9 +305,10 @@ impl Topic {
             if now >= deadline {
                 return Ok(false);
             }
-            let until = if follower { deadline.min(instant_after(now, nap)) } else { deadline };
+            let poll = follower && !watch.wakes_across_processes();
+            let until = if poll { deadline.min(instant_after(now, nap)) } else { deadline };
             nap = (nap * 2).min(Duration::from_millis(1));
-            self.inner.signal.wait_until(seen, until);
+            watch.wait_until(until);
         }
     }
 }

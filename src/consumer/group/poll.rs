@@ -211,8 +211,9 @@ impl GroupInner {
         let mut nap = Duration::from_micros(50);
         loop {
             self.check_usable()?;
-            // Read before looking for work: a publish after this point changes it.
-            let seen = self.topic.signal().generation();
+            // Before looking for work: a publish after this point ends the wait (from another
+            // process too, through the wake file, while this process does not publish).
+            let watch = self.topic.signal().watch(!self.topic.is_writer());
             let (out, wake, follower, outcome) = self.collect(max)?;
             self.finish(outcome)?;
             if !out.is_empty() {
@@ -226,13 +227,13 @@ impl GroupInner {
             if let Some(w) = wake {
                 until = until.min(w.max(now));
             }
-            if follower {
+            if follower && !watch.wakes_across_processes() {
                 // Appends by another process cannot signal us: look again soon.
                 until = until.min(instant_after(now, nap));
                 nap = (nap * 2).min(Duration::from_millis(1));
             }
             if until > now {
-                self.topic.signal().wait_until(seen, until);
+                watch.wait_until(until);
             }
         }
     }

@@ -2,6 +2,7 @@
 //! the writer's active one (zeroing a torn tail), and build the handle.
 
 use super::*;
+use crate::io::wake::WakeSlot;
 
 /// A name beside the log, not yet taken, for files set aside by a salvage.
 pub(super) fn salvage_name(dir: &Path, stem: &str) -> PathBuf {
@@ -163,6 +164,7 @@ impl Opened {
             tail_lock: Mutex::new(()),
             tail_cv: Condvar::new(),
             tail_waiters: AtomicUsize::new(0),
+            wake: if read_only { WakeSlot::reader(dir) } else { WakeSlot::writer(dir) },
             ckpt: Mutex::new(CkptState {
                 last: (0, 0),
                 written: false,
@@ -191,6 +193,8 @@ impl Opened {
             if let Durability::Interval(every) = opts.durability {
                 spawn_flusher(Arc::downgrade(&log.inner), log.inner.flusher_stop.clone(), every);
             }
+            // Last: the wake file is advisory, and an open that failed should leave no trace.
+            log.inner.wake.open_for_writer();
         }
         Ok(log)
     }
