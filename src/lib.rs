@@ -69,6 +69,7 @@ mod stream;
 pub mod testing;
 mod time;
 
+pub use crate::consumer::Role;
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
     GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES, MAX_RETRY_DELAY,
