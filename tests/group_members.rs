@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use consumer_support::{open_store, quick_group};
-use tidelog::{Error, GroupOptions, Header, Record, Role, StartFrom};
+use tidelog::{Error, Group, GroupOptions, Header, Record, Role, StartFrom};
 
 const ENV_DIR: &str = "TIDELOG_MEMBERS_DIR";
 const ENV_SLOW_US: &str = "TIDELOG_MEMBERS_SLOW_US";
@@ -30,7 +30,7 @@ fn socket(dir: &Path) -> PathBuf {
 }
 
 /// Poll `g` until it yields something (or 10 s pass).
-fn poll_some(g: &tidelog::Group, max: usize) -> Vec<tidelog::Delivery> {
+fn poll_some(g: &Group, max: usize) -> Vec<tidelog::Delivery> {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let ds = g.poll(max, Duration::from_millis(200)).unwrap();
@@ -38,6 +38,20 @@ fn poll_some(g: &tidelog::Group, max: usize) -> Vec<tidelog::Delivery> {
             return ds;
         }
     }
+}
+
+/// The owner of group `g` of topic `t`, with `events` events published (`e0`, `e1`, ...), and
+/// a remote member, each opened through its own store handle.
+fn owner_and_member(dir: &Path, events: usize, opts: GroupOptions) -> (Group, Group) {
+    let t = open_store(dir).topic("t").unwrap();
+    for i in 0..events {
+        t.publish(Record::new(format!("e{i}").as_bytes())).unwrap();
+    }
+    let owner = t.join_group("g", opts.clone()).unwrap();
+    assert_eq!(owner.role(), Role::Owner);
+    let member = open_store(dir).open_topic("t").unwrap().join_group("g", opts).unwrap();
+    assert_eq!(member.role(), Role::Member);
+    (owner, member)
 }
 
 #[test]
@@ -82,14 +96,7 @@ fn a_second_opener_becomes_a_remote_member_and_its_acks_settle_events_at_the_own
 #[test]
 fn a_member_settles_by_offset_nacks_extends_and_releases_through_the_owner() {
     let dir = tempfile::tempdir().unwrap();
-    let owner_store = open_store(dir.path());
-    let t = owner_store.topic("t").unwrap();
-    for i in 0..4 {
-        t.publish(Record::new(format!("e{i}").as_bytes())).unwrap();
-    }
-    let owner = t.join_group("g", quick_group().max_deliveries(2)).unwrap();
-    let member_store = open_store(dir.path());
-    let member = member_store.open_topic("t").unwrap().join_group("g", quick_group().max_deliveries(2)).unwrap();
+    let (owner, member) = owner_and_member(dir.path(), 4, quick_group().max_deliveries(2));
 
     let ds = poll_some(&member, 4);
     assert_eq!(ds.len(), 4);
@@ -114,12 +121,7 @@ fn a_member_settles_by_offset_nacks_extends_and_releases_through_the_owner() {
 #[test]
 fn operations_that_need_the_state_are_refused_to_a_member_and_foreign_deliveries_too() {
     let dir = tempfile::tempdir().unwrap();
-    let owner_store = open_store(dir.path());
-    let t = owner_store.topic("t").unwrap();
-    t.publish(Record::new(b"x")).unwrap();
-    let owner = t.join_group("g", quick_group()).unwrap();
-    let member_store = open_store(dir.path());
-    let member = member_store.open_topic("t").unwrap().join_group("g", quick_group()).unwrap();
+    let (owner, member) = owner_and_member(dir.path(), 1, quick_group());
 
     assert!(matches!(member.reset(StartFrom::Earliest), Err(Error::NotGroupOwner { operation: "reset", .. })));
     assert!(matches!(member.lag(), Err(Error::NotGroupOwner { .. })));
@@ -137,14 +139,7 @@ fn operations_that_need_the_state_are_refused_to_a_member_and_foreign_deliveries
 #[test]
 fn when_the_owner_closes_a_member_takes_the_group_over_with_its_state() {
     let dir = tempfile::tempdir().unwrap();
-    let owner_store = open_store(dir.path());
-    let t = owner_store.topic("t").unwrap();
-    for i in 0..6 {
-        t.publish(Record::new(format!("e{i}").as_bytes())).unwrap();
-    }
-    let owner = t.join_group("g", quick_group()).unwrap();
-    let member_store = open_store(dir.path());
-    let member = member_store.open_topic("t").unwrap().join_group("g", quick_group()).unwrap();
+    let (owner, member) = owner_and_member(dir.path(), 6, quick_group());
     let held = poll_some(&member, 2);
     assert_eq!(held.len(), 2);
     member.ack(&held[0]).unwrap();
@@ -228,6 +223,26 @@ fn damaged_or_hostile_messages_on_the_socket_are_refused_and_change_nothing() {
     let reopened = open_store(dir.path()).topic("t").unwrap().group("g", quick_group()).unwrap();
     assert_eq!(reopened.committed(), 3);
     assert!(reopened.pending().is_empty());
+}
+
+/// A group served to members has a socket in its directory; a backup of the store read
+/// every file of a group's directory and failed on the socket (it cannot be read). The
+/// backup copies regular files only.
+#[test]
+fn a_store_whose_group_serves_members_backs_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let t = store.topic("t").unwrap();
+    t.publish(Record::new(b"x")).unwrap();
+    let owner = t.join_group("g", quick_group()).unwrap();
+    assert!(socket(dir.path()).exists());
+    let d = poll_some(&owner, 1);
+    owner.ack(&d[0]).unwrap();
+    owner.close().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    store.backup(dest.path().join("copy")).unwrap();
+    let copy = open_store(&dest.path().join("copy"));
+    assert_eq!(copy.topic("t").unwrap().group("g", quick_group()).unwrap().committed(), 1);
 }
 
 // ---- member processes -------------------------------------------------------------------

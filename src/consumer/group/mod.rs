@@ -88,6 +88,8 @@ pub(crate) struct GroupInner {
 /// A handle is the group's [`Role::Owner`] (this process holds the group's lock and state)
 /// or, opened with [`Topic::join_group`] while another process owns the group, a
 /// [`Role::Member`] that polls and settles through the owner; [`Group::role`] tells which.
+/// On a member, the operations that need the group's state (`reset`, `lag`,
+/// `dead_letters`, redrive, purge, and changing retries) are [`Error::NotGroupOwner`].
 #[derive(Clone)]
 pub struct Group {
     handle: Handle,
