@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use consumer_support::{open_store, quick_group};
-use tidelog::{Error, Group, GroupOptions, Header, Record, Role, StartFrom};
+use tidelog::{Error, Group, GroupOptions, Header, PendingState, Record, Role, StartFrom};
 
 const ENV_DIR: &str = "TIDELOG_MEMBERS_DIR";
 const ENV_SLOW_US: &str = "TIDELOG_MEMBERS_SLOW_US";
@@ -158,15 +158,9 @@ fn when_the_owner_closes_a_member_takes_the_group_over_with_its_state() {
     assert_eq!(member.committed(), 6);
 }
 
-#[test]
-fn a_member_whose_connection_drops_has_its_leases_nacked_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let owner_store = open_store(dir.path());
-    let t = owner_store.topic("t").unwrap();
-    t.publish(Record::new(b"x")).unwrap();
-    let owner = t.join_group("g", quick_group()).unwrap();
-    // A member that polls over the socket by hand, then vanishes without a goodbye.
-    let mut s = UnixStream::connect(socket(dir.path())).unwrap();
+/// Poll one delivery over the socket by hand, as a member would; returns its offset.
+fn raw_poll_one(socket: &Path) -> (UnixStream, u64) {
+    let mut s = UnixStream::connect(socket).unwrap();
     let mut poll = vec![10, 0, 0, 0, 1, 1];
     poll.extend_from_slice(&1u32.to_le_bytes());
     poll.extend_from_slice(&2000u32.to_le_bytes());
@@ -177,10 +171,66 @@ fn a_member_whose_connection_drops_has_its_leases_nacked_at_once() {
     s.read_exact(&mut body).unwrap();
     assert_eq!(&body[..2], &[1, 0x81]);
     assert_eq!(u32::from_le_bytes(body[10..14].try_into().unwrap()), 1, "one delivery");
+    // token 8, attempt 4, lease 8, redriven 8, then the offset.
+    (s, u64::from_le_bytes(body[42..50].try_into().unwrap()))
+}
+
+#[test]
+fn a_member_whose_connection_drops_has_its_leases_nacked_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner_store = open_store(dir.path());
+    let t = owner_store.topic("t").unwrap();
+    t.publish(Record::new(b"x")).unwrap();
+    let owner = t.join_group("g", quick_group()).unwrap();
+    // A member that takes the event, then vanishes without a goodbye.
+    let (s, offset) = raw_poll_one(&socket(dir.path()));
+    assert_eq!(offset, 0);
     drop(s);
     // Its lease (30 s) is not waited out: the event comes back at once, as a second attempt.
     let d = poll_some(&owner, 1);
     assert_eq!((d[0].offset(), d[0].attempt()), (0, 2));
+}
+
+/// A member that dies each time it takes an event uses up the event's deliveries: the event
+/// reaches the dead letters instead of killing members for ever.
+#[test]
+fn an_event_whose_members_keep_dying_reaches_the_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let t = store.topic("t").unwrap();
+    t.publish(Record::new(b"poison")).unwrap();
+    t.publish(Record::new(b"fine")).unwrap();
+    let owner = t.join_group("g", quick_group().max_deliveries(2)).unwrap();
+    for _ in 0..2 {
+        let (s, offset) = raw_poll_one(&socket(dir.path()));
+        assert_eq!(offset, 0);
+        drop(s);
+        // Wait until the owner has seen the connection end (the event is due again).
+        while owner.pending().iter().any(|p| p.offset == 0 && matches!(p.state, PendingState::InFlight { .. })) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let d = poll_some(&owner, 2);
+    assert_eq!(d.iter().map(|d| d.offset()).collect::<Vec<_>>(), vec![1]);
+    owner.ack(&d[0]).unwrap();
+    let dead = owner.dead_letters().unwrap();
+    assert_eq!((dead.len(), dead[0].source_offset), (1, 0));
+    assert_eq!(owner.committed(), 2);
+}
+
+/// A group directory deeper than a socket address can name: the socket goes to the
+/// temporary directory, and members still find the owner.
+#[test]
+fn a_group_too_deep_for_a_socket_address_is_still_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+    let (owner, member) = owner_and_member(&deep, 2, quick_group());
+    assert!(!socket(&deep).exists());
+    let m = poll_some(&member, 1);
+    member.ack(&m[0]).unwrap();
+    let o = poll_some(&owner, 1);
+    owner.ack(&o[0]).unwrap();
+    assert_eq!(owner.committed(), 2);
 }
 
 /// Garbage, a wrong version, an unknown kind, a huge length and a truncated frame on the
@@ -325,6 +375,8 @@ struct Members {
     log: Vec<(usize, String)>,
     /// Offsets whose ack a member reported.
     acked: BTreeSet<u64>,
+    /// The member that said last it owns the group.
+    owner: Option<usize>,
     started: Instant,
 }
 
@@ -340,6 +392,7 @@ impl Members {
             next: 0,
             log: Vec::new(),
             acked: BTreeSet::new(),
+            owner: None,
             started: Instant::now(),
         }
     }
@@ -374,6 +427,9 @@ impl Members {
         assert!(!l.1.starts_with("ERR"), "member {} failed: {}", l.0, l.1);
         if let Some(o) = l.1.strip_prefix("A ").and_then(|o| o.parse().ok()) {
             self.acked.insert(o);
+        }
+        if l.1 == "READY Owner" || l.1 == "TOOK-OVER" {
+            self.owner = Some(l.0);
         }
         self.log.push(l.clone());
         l
@@ -573,20 +629,28 @@ fn members_and_owners_killed_at_random_lose_no_event_and_ack_none_twice() {
         rng
     };
     let mut killed = Vec::new();
+    let mut owners_killed = 0;
     for round in 0..6 {
         // Let some work happen (between 20 and 120 acks), then kill one member at random.
         let target = (m.acked.len() + 20 + (next() % 100) as usize).min(EVENTS as usize / 2);
         while m.acked.len() < target {
             m.next_line();
         }
+        // Every third round kills the owner (once it is known), the others anyone.
         let live: Vec<usize> = m.children.keys().copied().collect();
-        let victim = live[(next() % live.len() as u64) as usize];
-        eprintln!("round {round}: killing member {victim}");
+        let owner = m.owner.filter(|o| live.contains(o));
+        let victim = match owner {
+            Some(o) if round % 3 == 1 => o,
+            _ => live[(next() % live.len() as u64) as usize],
+        };
+        eprintln!("round {round}: killing member {victim} (owner: {owner:?})");
+        owners_killed += usize::from(Some(victim) == owner);
         m.kill(victim);
         killed.push(victim);
         let id = m.spawn();
         m.ready(&[id]);
     }
+    assert!(owners_killed >= 1, "the owner was killed at least once");
     // Let the survivors finish what they can, then stop them.
     m.wait_all_idle();
     m.stop();
