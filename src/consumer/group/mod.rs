@@ -517,7 +517,9 @@ impl Group {
 
     /// Snapshot the state, close the state log and release the group's lock. Every clone of
     /// this handle is closed; in-flight deliveries are delivered again by the next owner (and
-    /// settling them with this opening's deliveries is [`Error::ForeignDelivery`]).
+    /// settling them with this opening's deliveries is [`Error::ForeignDelivery`]). A remote
+    /// member instead says goodbye to the owner, which releases the member's leases (and, if
+    /// the member took the group over, closes that opening as above).
     pub fn close(self) -> Result<()> {
         match &self.handle {
             Handle::Owner(i) => i.close(),
