@@ -392,6 +392,36 @@ pub enum Error {
         /// Version of the stream's oldest event still in the log.
         first_version: u64,
     },
+    /// A message on a group's member socket (between the process owning the group and a
+    /// remote member) is malformed: bad length, version, kind, field, or trailing bytes.
+    /// The connection is dropped; no state changes.
+    #[error("bad message on member socket {socket:?} at byte {position} of the connection: {reason}")]
+    MemberProtocol {
+        /// The group's member socket.
+        socket: PathBuf,
+        /// Bytes of the connection read before the bad frame.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The process owning a group failed a remote member's request with an error that has
+    /// no typed form on the member socket (its text is kept).
+    #[error("the owner of group {group} failed the request: {message}")]
+    OwnerFailed {
+        /// `topic/group`.
+        group: String,
+        /// The owner's error, as text.
+        message: String,
+    },
+    /// The operation needs the group's state, which another process owns: this handle is a
+    /// remote member ([`crate::Role::Member`]). Do it in the owning process.
+    #[error("{operation} needs the owner of group {group}; this handle is a remote member")]
+    NotGroupOwner {
+        /// `topic/group`.
+        group: String,
+        /// The operation asked for.
+        operation: &'static str,
+    },
 }
 
 impl Error {

@@ -85,6 +85,7 @@ pub use crate::codec::{
     SCHEMA_VERSION_HEADER,
 };
 pub use crate::compaction::{BackgroundCompaction, CleanupPolicy, CompactOptions, CompactReport, CompactionHandle};
+pub use crate::consumer::Role;
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
     GroupOptions, RetentionPolicy, RetentionReport, StartFrom, MAX_REASON_BYTES, MAX_RETRY_DELAY,

@@ -14,6 +14,7 @@
 //! * [`lifecycle`]: listing, deleting, and changing groups no process has open;
 //! * [`kept`]: dead letters kept from a deleted group;
 //! * [`position`]: where a start or reset target points in a topic;
+//! * [`members`]: competing consumers across processes (an owner and remote members);
 //! * [`registry`]: finding and opening groups from a store or topic;
 //! * [`retention`]: releasing consumed segments.
 
@@ -23,6 +24,7 @@ pub(crate) mod group;
 pub(crate) mod kept;
 pub(crate) mod lag;
 pub(crate) mod lifecycle;
+pub(crate) mod members;
 pub(crate) mod options;
 pub(crate) mod pending;
 pub(crate) mod persist;
@@ -35,6 +37,7 @@ pub use dead_letters::purge::{PurgeDeadLetters, PurgeReport};
 pub use dead_letters::{DeadLetter, DeadLetterCause, DeadLetterStatus, MAX_REASON_BYTES};
 pub use delivery::Delivery;
 pub use group::Group;
+pub use group::Role;
 pub use kept::KeptDeadLetters;
 pub use lag::GroupLag;
 pub use options::{AckMode, Backoff, DeliveryOrder, GroupOptions, StartFrom, MAX_RETRY_DELAY};

@@ -93,7 +93,7 @@ fn plain_files(dir: &Path, out: &mut Vec<(PathBuf, u64, Option<std::time::System
             if !is_log(&path) {
                 plain_files(&path, out)?;
             }
-        } else if wanted(&path) {
+        } else if meta.is_file() && wanted(&path) {
             out.push((path, meta.len(), meta.modified().ok()));
         }
     }
@@ -101,7 +101,8 @@ fn plain_files(dir: &Path, out: &mut Vec<(PathBuf, u64, Option<std::time::System
     Ok(())
 }
 
-/// Lock files and temporary files are not copied.
+/// Lock files and temporary files are not copied (nor anything but regular files: a
+/// group's member socket is not data).
 fn wanted(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name != "LOCK" && !name.ends_with(".tmp")

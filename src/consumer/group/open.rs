@@ -68,6 +68,7 @@ impl GroupInner {
             me: me.clone(),
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            serving: AtomicBool::new(false),
         });
         let snapshot_due = {
             let mut core = inner.core.lock();
