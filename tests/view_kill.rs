@@ -52,8 +52,11 @@ fn options(mode: ViewMode) -> ViewOptions {
         .runner(RunnerOptions::default().checkpoint_every_records(3).checkpoint_interval(None))
 }
 
+/// Per group: (records, sum of `n`).
+type Figures = BTreeMap<Vec<u8>, (u64, f64)>;
+
 /// Per key and in total: (records, sum of `n`), computed from the log directly.
-fn expected(log: &Log) -> (BTreeMap<Vec<u8>, (u64, f64)>, (u64, f64)) {
+fn expected(log: &Log) -> (Figures, (u64, f64)) {
     let mut per_key = BTreeMap::new();
     let mut total = (0, 0.0);
     for r in log.iter(log.first_offset()) {
@@ -68,7 +71,7 @@ fn expected(log: &Log) -> (BTreeMap<Vec<u8>, (u64, f64)>, (u64, f64)) {
     (per_key, total)
 }
 
-fn figures(s: &AggregateState) -> BTreeMap<Vec<u8>, (u64, f64)> {
+fn figures(s: &AggregateState) -> Figures {
     s.iter().map(|(g, st)| (g.to_vec(), (st.records, st.sum))).collect()
 }
 
@@ -169,7 +172,7 @@ fn sigkill_while_views_update_and_rebuild_leaves_one_usable_generation() {
         let got = inline.query_at_least(end, Duration::from_secs(10), figures).unwrap_or_else(|e| panic!("{ctx}: {e}"));
         assert_eq!(got.value, per_key, "{ctx}: the inline view differs from the log");
         let got = totals.query_at_least(end, Duration::from_secs(10), figures).unwrap_or_else(|e| panic!("{ctx}: {e}"));
-        let want: BTreeMap<Vec<u8>, (u64, f64)> =
+        let want: Figures =
             if total.0 == 0 { BTreeMap::new() } else { [(Vec::new(), total)].into_iter().collect() };
         assert_eq!(got.value, want, "{ctx}: the async view differs from the log");
     }
