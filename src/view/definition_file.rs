@@ -76,6 +76,8 @@ pub struct StoredView {
     pub group_by: String,
     /// Which value it takes (`none`, `header:NAME`, `json:PATH`, `fn:LABEL`).
     pub value: String,
+    /// The view's directory (holding `view.def`).
+    pub dir: PathBuf,
     kind_tag: u8,
     group: (u8, String),
     value_parts: (u8, String),
@@ -105,6 +107,24 @@ impl StoredView {
             _ => return Err(needs()),
         };
         Ok(ViewDefinition { name: self.name.clone(), version: self.version, kind })
+    }
+
+    /// The directory of the generation that answers queries.
+    pub fn state_dir(&self) -> PathBuf {
+        crate::view::layout::ViewDir::from_path(&self.dir).generation_dir(self.generation)
+    }
+
+    /// The position of the newest valid snapshot of the generation that answers queries
+    /// (0 if none): what the view covers durably, and where it restarts after a crash. A
+    /// view kept current by a running process may be ahead of it in that process's memory.
+    pub fn checkpoint_position(&self) -> Result<u64> {
+        let dir = crate::projection::SnapshotDir::open_read_only(self.state_dir());
+        for (position, path) in dir.files()?.into_iter().rev() {
+            if crate::projection::SnapshotDir::read_info(&path).is_ok() {
+                return Ok(position);
+            }
+        }
+        Ok(0)
     }
 
     /// True if the definition file alone can rebuild this view.
@@ -230,6 +250,7 @@ pub(crate) fn decode(path: &Path, b: &[u8]) -> Result<StoredView> {
         kind,
         group_by: describe(&group, "all"),
         value: describe(&value, "none"),
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         kind_tag: b[KIND_AT],
         group,
         value_parts: value,

@@ -30,6 +30,11 @@ impl ViewDir {
         ViewDir { dir: views_dir.join(name) }
     }
 
+    /// The view whose directory is `dir`.
+    pub(crate) fn from_path(dir: &Path) -> ViewDir {
+        ViewDir { dir: dir.to_path_buf() }
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
