@@ -319,14 +319,14 @@ mod tests {
     fn a_damaged_definition_file_is_refused_with_its_location() {
         let p = Path::new("view.def");
         let good = encode(&defs()[0], 1);
-        for i in 0..good.len() {
+        for bit in 0..good.len() * 8 {
             let mut b = good.clone();
-            b[i] ^= 0x40;
+            b[bit / 8] ^= 1 << (bit % 8);
             match decode(p, &b) {
                 Err(Error::Corruption { location: crate::Location::File { path, .. }, .. }) => {
                     assert_eq!(path, p)
                 }
-                other => panic!("byte {i}: {other:?}"),
+                other => panic!("bit {bit}: {other:?}"),
             }
         }
         for len in 0..good.len() {

@@ -16,6 +16,7 @@ use crate::projection::{state_as_of, Projection, ProjectionRunner, RunnerOptions
 use crate::view::definition::ViewDefinition;
 use crate::view::definition_file;
 use crate::view::engine::{self, Engine};
+use crate::view::follow::Follower;
 use crate::view::layout::ViewDir;
 use crate::view::position::{ViewAnswer, ViewLag, ViewStatus};
 use crate::view::View;
@@ -187,7 +188,7 @@ where
                     ViewMode::Async => {
                         let mut runner = runner;
                         runner.run_until_caught_up()?;
-                        Engine::Async(runner.spawn()?)
+                        Engine::Async(Follower::spawn(runner)?)
                     }
                     _ => {
                         let mut engine = Engine::Inline { runner: Box::new(runner), failed: None };
@@ -239,7 +240,7 @@ where
             return Err(e);
         }
         match &*engine {
-            Engine::Async(h) => h.query(f).map(|q| ViewAnswer::new(q.value, q.position)),
+            Engine::Async(h) => Ok(h.with_state(|s, position| ViewAnswer::new(f(s), position))),
             Engine::Inline { runner, .. } => Ok(ViewAnswer::new(f(runner.state()), runner.position())),
             Engine::ReadOnly(cache) => {
                 let mut cache = cache.lock();
@@ -361,10 +362,12 @@ where
             }
             if let Engine::Async(h) = &*engine {
                 // The runner's condvar wakes this as soon as a batch is applied.
-                return if h.wait_for_position(bound, timeout)? {
-                    Ok(h.position())
-                } else {
-                    Err(not_yet(h.position()))
+                return match h.wait_for(bound, timeout) {
+                    Ok(position) => Ok(position),
+                    Err(None) => Err(not_yet(h.position())),
+                    Err(Some((position, cause))) => {
+                        Err(Error::ProjectionStopped { projection: self.inner.def.name.clone(), position, cause })
+                    }
                 };
             }
         }

@@ -125,7 +125,7 @@ where
         // IMPORTANT: the new generation is checkpointed before the definition names it.
         definition_file::write(&inner.dir.definition_path(), &inner.def, generation)?;
         let new_engine = match inner.opts.mode {
-            ViewMode::Async => Engine::Async(runner.spawn()?),
+            ViewMode::Async => Engine::Async(crate::view::follow::Follower::spawn(runner)?),
             _ => Engine::Inline { runner: Box::new(runner), failed: None },
         };
         let old = std::mem::replace(&mut *engine, new_engine);
