@@ -310,6 +310,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A range of values was asked of a secondary index that keeps its values by hash: only
+    /// an index declared ordered answers ranges.
+    #[error("index {index:?} is not ordered: it answers lookups of one value, not ranges")]
+    IndexNotOrdered {
+        /// The index's name.
+        index: String,
+    },
 }
 
 impl Error {

@@ -62,6 +62,7 @@ mod stream;
 #[doc(hidden)]
 pub mod testing;
 mod time;
+mod view;
 
 pub use crate::consumer::{
     AckMode, Backoff, DeadLetter, DeadLetterCause, DeadLetterStatus, Delivery, DeliveryOrder, Group, GroupLag,
@@ -81,6 +82,7 @@ pub use crate::projection::{
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
+pub use crate::view::index::{IndexBy, IndexDefinition, IndexFn, IndexHit, IndexReport, IndexView};
 
 /// Decode the record frame at `pos` in `bytes`, as recovery and readers do. Exposed for
 /// fuzzing and tools: returns the record or a classified error, and never panics.

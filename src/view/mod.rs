@@ -1,0 +1,3 @@
+//! Views: read models kept from a log.
+
+pub mod index;
