@@ -173,7 +173,9 @@ impl Inner {
             return Ok(true);
         }
         let mut cursor = self.log.cursor(*read_to);
-        loop {
+        // Stop at the segment's end without asking for more (on a read-only log, asking past
+        // the end would refresh it).
+        while cursor.position() < id.next_offset {
             let rec = match cursor.next() {
                 Ok(Some(rec)) => rec,
                 Ok(None) => break,
