@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tidelog::{Error, Header, IndexBy, IndexDefinition, IndexView, Log, Options, Record, RecordView};
+use tidelog::{
+    Error, GroupBy, Header, IndexOptions, IndexView, Log, Options, Record, RecordView, View, ViewDefinition, ViewKind,
+    ViewMode, ViewStatus, Views,
+};
 
 fn opts() -> Options {
     Options::default().segment_bytes(4096).index_interval_bytes(512)
@@ -23,32 +26,44 @@ fn category(rec: &RecordView<'_>) -> Option<Vec<u8>> {
     p.split(';').find_map(|f| f.strip_prefix("cat=")).map(|c| c.as_bytes().to_vec())
 }
 
-fn by_key() -> IndexDefinition {
-    IndexDefinition::new("by-key", 1, IndexBy::Key)
-}
-fn by_user() -> IndexDefinition {
-    IndexDefinition::new("by-user", 1, IndexBy::Header("user".into())).ordered()
-}
-fn by_category() -> IndexDefinition {
-    IndexDefinition::new("by-cat", 1, IndexBy::function("payload cat field", category))
+/// An index definition and how it keeps its values.
+type Def = (ViewDefinition, IndexOptions);
+
+fn hashed() -> IndexOptions {
+    IndexOptions::default()
 }
 
-fn definitions() -> Vec<IndexDefinition> {
+fn by_key() -> Def {
+    (ViewDefinition::index("by-key", 1, GroupBy::Key), hashed())
+}
+fn by_user() -> Def {
+    (ViewDefinition::index("by-user", 1, GroupBy::Header("user".into())), hashed().ordered(true))
+}
+fn by_category() -> Def {
+    (ViewDefinition::index("by-cat", 1, GroupBy::function("payload cat field", category)), hashed())
+}
+
+fn definitions() -> Vec<Def> {
     vec![by_key(), by_user(), by_category()]
 }
 
+fn open(log: &Log, (def, opts): Def) -> IndexView {
+    IndexView::open(log, def, opts).unwrap()
+}
+
 /// What `def` indexes `rec` under, computed directly from the record.
-fn value_of(def: &IndexDefinition, rec: &RecordView<'_>) -> Option<Vec<u8>> {
-    match &def.by {
-        IndexBy::Key => rec.key().map(<[u8]>::to_vec),
-        IndexBy::Header(h) => rec.header(h).map(<[u8]>::to_vec),
-        IndexBy::Function { f, .. } => f(rec),
+fn value_of(def: &ViewDefinition, rec: &RecordView<'_>) -> Option<Vec<u8>> {
+    let ViewKind::Index { by } = &def.kind else { unreachable!("an index") };
+    match by {
+        GroupBy::Key => rec.key().map(<[u8]>::to_vec),
+        GroupBy::Header(h) => rec.header(h).map(<[u8]>::to_vec),
+        GroupBy::Function { f, .. } => f(rec),
         _ => unreachable!("only these are used here"),
     }
 }
 
 /// (value, offset) of every record of the log that `def` indexes, by a scan.
-fn scan(log: &Log, def: &IndexDefinition) -> Vec<(Vec<u8>, u64)> {
+fn scan(log: &Log, def: &ViewDefinition) -> Vec<(Vec<u8>, u64)> {
     let mut out = Vec::new();
     let mut c = log.cursor(log.first_offset());
     while let Some(r) = c.next().unwrap() {
@@ -72,7 +87,7 @@ fn assert_matches_scan(log: &Log, view: &IndexView, values: &[Vec<u8>]) {
         let records = view.records(v).unwrap();
         assert_eq!(records.iter().map(|r| r.offset()).collect::<Vec<_>>(), want);
     }
-    if def.ordered {
+    if view.options().ordered {
         let mut sorted = all.clone();
         sorted.sort();
         let (lo, hi) = (b"u1".to_vec(), b"u4".to_vec());
@@ -126,7 +141,7 @@ fn view_files(dir: &Path, name: &str) -> Vec<PathBuf> {
 }
 
 fn open_views(log: &Log) -> Vec<IndexView> {
-    definitions().into_iter().map(|d| IndexView::open(log, d).unwrap()).collect()
+    definitions().into_iter().map(|d| open(log, d)).collect()
 }
 
 /// A closed log of several sealed segments with every index's files written.
@@ -217,7 +232,7 @@ proptest! {
 fn a_query_after_an_append_sees_it() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), opts()).unwrap();
-    let view = IndexView::open(&log, by_key()).unwrap();
+    let view = open(&log, by_key());
     assert_eq!(view.count(b"k1").unwrap(), 0);
     for i in 0..300 {
         let at = log.append(Record::new(b"p").key(b"k1")).unwrap();
@@ -264,7 +279,7 @@ fn a_file_of_a_segment_that_no_longer_exists_is_removed_and_not_used() {
     fs::write(&odd, &kept).unwrap();
     let tmp = dir.path().join(format!("{:020}.by-key.vindex.1-1.tmp", segs[3].base_offset));
     fs::write(&tmp, b"partial").unwrap();
-    let view = IndexView::open(&log, by_key()).unwrap();
+    let view = open(&log, by_key());
     assert_eq!(view.report().files_removed, 3);
     assert!(!first_file.exists() && !odd.exists() && !tmp.exists());
     assert_matches_scan(&log, &view, &all_values());
@@ -285,18 +300,18 @@ fn damaged_missing_and_stale_files_are_rebuilt_from_the_log() {
     fs::remove_file(&files[2]).unwrap();
 
     let log = Log::open(dir.path(), opts()).unwrap();
-    let view = IndexView::open(&log, by_user()).unwrap();
+    let view = open(&log, by_user());
     let r = view.report();
     assert_eq!((r.files_used, r.files_rebuilt, r.files_written), (n - 3, 2, 3));
     assert_matches_scan(&log, &view, &all_values());
     drop(view);
-    let view = IndexView::open(&log, by_user()).unwrap();
+    let view = open(&log, by_user());
     assert_eq!((view.report().files_used, view.report().files_written), (n, 0), "the rebuilt files are used");
 
     // A new version of the definition: every file is stale and built again.
-    let mut v2 = by_user();
+    let (mut v2, opts) = by_user();
     v2.version = 2;
-    let view = IndexView::open(&log, v2).unwrap();
+    let view = open(&log, (v2, opts));
     assert_eq!((view.report().files_used, view.report().files_rebuilt), (0, n));
     assert_matches_scan(&log, &view, &all_values());
 }
@@ -307,16 +322,16 @@ fn damaged_missing_and_stale_files_are_rebuilt_from_the_log() {
 fn a_file_built_by_an_older_definition_version_is_never_used() {
     let dir = fixture(300);
     let log = Log::open(dir.path(), opts()).unwrap();
-    let upper = IndexDefinition::new(
+    let upper = ViewDefinition::index(
         "by-cat",
         2,
-        IndexBy::function("payload cat field", |r| category(r).map(|c| c.to_ascii_uppercase())),
+        GroupBy::function("payload cat field", |r| category(r).map(|c| c.to_ascii_uppercase())),
     );
-    let view = IndexView::open(&log, upper).unwrap();
+    let view = open(&log, (upper, hashed()));
     assert_eq!(view.count(b"red").unwrap(), 0);
     assert_eq!(
         view.count(b"RED").unwrap(),
-        scan(&log, &by_category()).iter().filter(|(v, _)| v == b"red").count() as u64
+        scan(&log, &by_category().0).iter().filter(|(v, _)| v == b"red").count() as u64
     );
 }
 
@@ -339,18 +354,20 @@ fn a_segment_rewritten_by_compaction_loses_its_file_and_is_indexed_again() {
 fn header_and_user_function_extractors_index_what_they_return() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), opts()).unwrap();
-    let json = IndexDefinition::new(
+    let json = ViewDefinition::index(
         "by-customer",
         1,
-        IndexBy::function("json customer", |r| {
+        GroupBy::function("json customer", |r| {
             // A tiny extraction of `"customer":"..."` from a JSON payload.
             let p = std::str::from_utf8(r.payload()).ok()?;
             let rest = p.split("\"customer\":\"").nth(1)?;
             Some(rest.split('"').next()?.as_bytes().to_vec())
         }),
     );
-    let by_type = IndexDefinition::new("by-type", 1, IndexBy::Header("type".into()));
-    let (json, by_type) = (IndexView::open(&log, json).unwrap(), IndexView::open(&log, by_type).unwrap());
+    let by_type = ViewDefinition::index("by-type", 1, GroupBy::Header("type".into()));
+    let by_field = ViewDefinition::index("by-field", 1, GroupBy::JsonField("customer".into()));
+    let (json, by_type) = (open(&log, (json, hashed())), open(&log, (by_type, hashed())));
+    let by_field = open(&log, (by_field, hashed()));
     let h = |t: &'static str| [Header { name: "type", value: t.as_bytes() }];
     let a = log.append(Record::new(br#"{"customer":"ann","total":3}"#).headers(&h("order"))).unwrap();
     let b = log.append(Record::new(br#"{"customer":"bob"}"#).headers(&h("refund"))).unwrap();
@@ -358,6 +375,7 @@ fn header_and_user_function_extractors_index_what_they_return() {
     let d = log.append(Record::new(b"not json").headers(&h("order"))).unwrap();
     assert_eq!(json.offsets(b"ann").unwrap(), vec![a, c]);
     assert_eq!(json.offsets(b"bob").unwrap(), vec![b]);
+    assert_eq!(by_field.offsets(b"ann").unwrap(), vec![a, c], "the built-in JSON field extractor");
     assert_eq!(by_type.offsets(b"order").unwrap(), vec![a, d]);
     assert_eq!(by_type.offsets(b"refund").unwrap(), vec![b]);
     assert_eq!(by_type.records(b"refund").unwrap()[0].payload(), br#"{"customer":"bob"}"#);
@@ -368,7 +386,7 @@ fn header_and_user_function_extractors_index_what_they_return() {
 fn an_ordered_index_answers_ranges_of_values_and_an_unordered_one_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), opts()).unwrap();
-    let by_day = IndexView::open(&log, IndexDefinition::new("by-day", 1, IndexBy::Key).ordered()).unwrap();
+    let by_day = open(&log, (ViewDefinition::index("by-day", 1, GroupBy::Key), hashed().ordered(true)));
     let mut want = Vec::new();
     for i in 0..500u64 {
         let day = format!("2026-11-{:02}", 1 + (i * 7) % 30);
@@ -386,7 +404,7 @@ fn an_ordered_index_answers_ranges_of_values_and_an_unordered_one_refuses() {
     assert_eq!(first_five.into_iter().map(|h| (h.value, h.offset)).collect::<Vec<_>>(), want_five);
     assert!(by_day.range(Bound::Included(b"b"), Bound::Excluded(b"a"), 10).unwrap().is_empty());
 
-    let hashed = IndexView::open(&log, by_key()).unwrap();
+    let hashed = open(&log, by_key());
     let err = hashed.range(Bound::Unbounded, Bound::Unbounded, 10).unwrap_err();
     assert!(matches!(err, Error::IndexNotOrdered { ref index } if index == "by-key"), "{err:?}");
 }
@@ -395,9 +413,9 @@ fn an_ordered_index_answers_ranges_of_values_and_an_unordered_one_refuses() {
 fn a_read_only_second_open_can_query_while_a_writer_appends() {
     let dir = fixture(200);
     let writer = Log::open(dir.path(), opts()).unwrap();
-    let writer_view = IndexView::open(&writer, by_key()).unwrap();
+    let writer_view = open(&writer, by_key());
     let reader = Log::open_read_only(dir.path(), opts()).unwrap();
-    let view = IndexView::open(&reader, by_key()).unwrap();
+    let view = open(&reader, by_key());
     let appender = {
         let writer = writer.clone();
         std::thread::spawn(move || {
@@ -422,7 +440,7 @@ fn a_read_only_second_open_can_query_while_a_writer_appends() {
         let now = view.position();
         assert!(got.iter().all(|&o| o < now));
         got.retain(|&o| o < at);
-        let want: Vec<u64> = scan(&reader, &by_key()).iter().map(|&(_, o)| o).filter(|&o| o < at).collect();
+        let want: Vec<u64> = scan(&reader, &by_key().0).iter().map(|&(_, o)| o).filter(|&o| o < at).collect();
         assert_eq!(got, want);
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -447,9 +465,36 @@ fn a_read_only_handle_builds_a_damaged_files_entries_in_memory_without_writing()
     };
     fs::write(&file, &damaged).unwrap();
     let reader = Log::open_read_only(dir.path(), opts()).unwrap();
-    let view = IndexView::open(&reader, by_key()).unwrap();
+    let view = open(&reader, by_key());
     assert_eq!(view.report().files_rebuilt, 1);
     assert_eq!(view.report().segments_in_memory, 2);
     assert_matches_scan(&reader, &view, &all_values());
     assert_eq!(fs::read(&file).unwrap(), damaged, "the file is left as it was");
+}
+
+/// An index is a view: registered in the views of its log, it is brought up to date by each
+/// append made through them (inline), and a follower waits for a bound like any view.
+#[test]
+fn an_index_is_an_inline_view_of_the_registry_and_a_follower_waits_for_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path().join("log"), opts()).unwrap();
+    let views = Views::open_in(log.clone(), dir.path().join("views"));
+    let index = open(&log, by_key());
+    views.register(std::sync::Arc::new(index.clone())).unwrap();
+    let registered = views.get("by-key").unwrap();
+    assert_eq!((registered.mode(), registered.status()), (ViewMode::Inline, ViewStatus::Running));
+    let at = views.append(Record::new(b"p").key(b"k1")).unwrap();
+    assert_eq!(registered.position(), at + 1, "current when the append returns");
+    assert_eq!(index.offsets(b"k1").unwrap(), vec![at]);
+
+    let reader = Log::open_read_only(dir.path().join("log"), opts()).unwrap();
+    let follower = open(&reader, by_key());
+    assert_eq!((View::mode(&follower), View::status(&follower)), (ViewMode::ReadOnly, ViewStatus::ReadOnly));
+    let later = log.append(Record::new(b"q").key(b"k1")).unwrap();
+    assert!(follower.wait_for_position(later + 1, Duration::from_secs(30)).unwrap() > later);
+    assert_eq!(follower.offsets(b"k1").unwrap(), vec![at, later]);
+    let err = follower.wait_for_position(later + 5, Duration::from_millis(1)).unwrap_err();
+    assert!(
+        matches!(err, Error::ViewNotUpToBound { position, bound, .. } if position == later + 1 && bound == later + 5)
+    );
 }

@@ -172,8 +172,7 @@ fn sigkill_while_views_update_and_rebuild_leaves_one_usable_generation() {
         let got = inline.query_at_least(end, Duration::from_secs(10), figures).unwrap_or_else(|e| panic!("{ctx}: {e}"));
         assert_eq!(got.value, per_key, "{ctx}: the inline view differs from the log");
         let got = totals.query_at_least(end, Duration::from_secs(10), figures).unwrap_or_else(|e| panic!("{ctx}: {e}"));
-        let want: Figures =
-            if total.0 == 0 { BTreeMap::new() } else { [(Vec::new(), total)].into_iter().collect() };
+        let want: Figures = if total.0 == 0 { BTreeMap::new() } else { [(Vec::new(), total)].into_iter().collect() };
         assert_eq!(got.value, want, "{ctx}: the async view differs from the log");
     }
 }

@@ -3,11 +3,18 @@
 //!
 //! | file            | job                                                              |
 //! |-----------------|------------------------------------------------------------------|
-//! | `definition.rs` | [`IndexDefinition`], [`IndexBy`]: what is indexed, its fingerprint |
+//! | `definition.rs` | [`IndexOptions`]; the definition checked, its fingerprint            |
 //! | `memory.rs`     | one segment's entries in memory (the active segment's)           |
 //! | `sealed.rs`     | one sealed segment's file: validated, mapped, written            |
 //! | `sync.rs`       | keeping up with the log: new records, rolls, retention, rebuilds |
 //! | `query.rs`      | answers over every segment                                       |
+//! | `view.rs`       | the index as a [`View`](crate::View): mode, status, lag, waits   |
+//!
+//! An index is a view of kind `ViewKind::Index { by }` ([`ViewDefinition::index`]); what it
+//! indexes is a [`GroupBy`](crate::GroupBy): the key, a header, a JSON field of the payload
+//! or a user function. It is kept current by its queries and by [`IndexView::catch_up`]
+//! (which [`Views::append`](crate::Views::append) calls: it is an inline view), not by a
+//! thread of its own.
 //!
 //! Per segment: a sealed segment's entries are in an immutable, checksummed file beside it
 //! (`{base:020}.{name}.vindex`, `docs/format.md`), mapped; the active segment's are in
@@ -20,6 +27,7 @@ mod memory;
 mod query;
 mod sealed;
 mod sync;
+mod view;
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -29,10 +37,12 @@ use parking_lot::RwLock;
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::record::OwnedRecord;
+use crate::view::definition::ViewDefinition;
 
-pub use definition::{IndexBy, IndexDefinition, IndexFn};
+pub use definition::IndexOptions;
 pub use query::IndexHit;
 
+use definition::Checked;
 use sync::State;
 
 /// What an index view found and did since it was opened.
@@ -70,8 +80,9 @@ pub struct IndexView {
 
 struct Inner {
     log: Log,
-    def: IndexDefinition,
-    fingerprint: u64,
+    def: ViewDefinition,
+    checked: Checked,
+    opts: IndexOptions,
     state: RwLock<State>,
 }
 
@@ -82,14 +93,13 @@ impl std::fmt::Debug for IndexView {
 }
 
 impl IndexView {
-    /// Open the index `def` over `log`: use the valid files of sealed segments, build the
-    /// others from the records (and write them, unless `log` is read-only), and read the
-    /// active segment's records into memory. A writer also removes files of segments that no
-    /// longer exist.
-    pub fn open(log: &Log, def: IndexDefinition) -> Result<IndexView> {
-        def.validate()?;
-        let inner =
-            Inner { log: log.clone(), fingerprint: def.fingerprint(), def, state: RwLock::new(State::default()) };
+    /// Open the index `def` (a [`ViewDefinition::index`]) over `log`: use the valid files of
+    /// sealed segments, build the others from the records (and write them, unless `log` is
+    /// read-only), and read the active segment's records into memory. A writer also removes
+    /// files of segments that no longer exist.
+    pub fn open(log: &Log, def: ViewDefinition, opts: IndexOptions) -> Result<IndexView> {
+        let checked = definition::check(&def, opts)?;
+        let inner = Inner { log: log.clone(), def, checked, opts, state: RwLock::new(State::default()) };
         if !log.is_read_only() {
             let removed = inner.remove_stray_files()?;
             inner.state.write().report.files_removed += removed;
@@ -100,8 +110,13 @@ impl IndexView {
     }
 
     /// The definition.
-    pub fn definition(&self) -> &IndexDefinition {
+    pub fn definition(&self) -> &ViewDefinition {
         &self.inner.def
+    }
+
+    /// How the index keeps its values.
+    pub fn options(&self) -> IndexOptions {
+        self.inner.opts
     }
 
     /// The offset through which the view is current: it reflects every record below it.
@@ -159,10 +174,10 @@ impl IndexView {
     }
 
     /// The first `limit` records whose value lies between `lo` and `hi`, ordered by value,
-    /// then offset. Only an ordered index ([`IndexDefinition::ordered`]) answers; another
-    /// gives [`Error::IndexNotOrdered`].
+    /// then offset. Only an ordered index ([`IndexOptions::ordered`]) answers; another gives
+    /// [`Error::IndexNotOrdered`].
     pub fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, limit: usize) -> Result<Vec<IndexHit>> {
-        if !self.inner.def.ordered {
+        if !self.inner.opts.ordered {
             return Err(Error::IndexNotOrdered { index: self.inner.def.name.clone() });
         }
         self.inner.current()?;

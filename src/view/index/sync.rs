@@ -24,6 +24,9 @@ pub(crate) struct State {
     /// The log's first offset when the view last caught up (retention moves it).
     first: u64,
     pub report: IndexReport,
+    /// The last catch-up failed: the position it started from, and why. Cleared by the
+    /// next one that succeeds.
+    pub failed: Option<(u64, String)>,
 }
 
 #[derive(Debug)]
@@ -67,7 +70,11 @@ fn ident_of(info: &SegmentInfo) -> SegIdent {
 
 impl Inner {
     fn builder(&self) -> Builder {
-        Builder { definition: self.fingerprint, definition_version: self.def.version, ordered: self.def.ordered }
+        Builder {
+            definition: self.checked.fingerprint,
+            definition_version: self.def.version,
+            ordered: self.opts.ordered,
+        }
     }
 
     /// Catch up if the log moved since the view last did (appends, retention).
@@ -95,11 +102,13 @@ impl Inner {
                 st.segs = segs;
                 st.position = infos.last().map_or_else(|| self.log.next_offset(), |s| s.next_offset);
                 st.first = first;
+                st.failed = None;
                 Ok(st.position)
             }
             Err(e) => {
                 // Nothing half-done is served: the next query starts over (valid files are
                 // used again, so that costs the active segment's records).
+                st.failed = Some((st.position, e.to_string()));
                 st.position = 0;
                 st.first = u64::MAX;
                 Err(e)
@@ -163,7 +172,7 @@ impl Inner {
                 report.files_rebuilt += 1;
             }
         }
-        SegEntry { base, ident: None, index: SegIndex::Memory { mem: MemIndex::new(self.def.ordered), read_to: base } }
+        SegEntry { base, ident: None, index: SegIndex::Memory { mem: MemIndex::new(self.opts.ordered), read_to: base } }
     }
 
     /// Index the records of segment `id` from `read_to` to its end. False if the segment
@@ -186,7 +195,7 @@ impl Inner {
             if offset >= id.next_offset {
                 break;
             }
-            if let Some(v) = self.def.by.extract(&rec) {
+            if let Some(v) = self.checked.value_of(&rec) {
                 // Relative offsets fit in u32: a segment spans fewer than 2^32 offsets.
                 mem.add(&v, (offset - id.base_offset) as u32);
             }
