@@ -346,6 +346,13 @@ pub enum Error {
         /// The view's name.
         view: String,
     },
+    /// A range of values was asked of a secondary index that keeps its values by hash: only
+    /// an index declared ordered answers ranges.
+    #[error("index {index:?} is not ordered: it answers lookups of one value, not ranges")]
+    IndexNotOrdered {
+        /// The index's name.
+        index: String,
+    },
 }
 
 impl Error {

@@ -87,6 +87,7 @@ pub use crate::projection::{
 pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
+pub use crate::view::index::{IndexHit, IndexOptions, IndexReport, IndexView};
 pub use crate::view::{
     AggregateState, AggregateView, GroupBy, GroupFn, GroupStats, RebuildReport, StoredView, ValueFn, ValueOf, View,
     ViewAnswer, ViewDefinition, ViewHandle, ViewKind, ViewLag, ViewMode, ViewOptions, ViewStatus, Views,

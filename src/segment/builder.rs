@@ -195,6 +195,15 @@ impl BuiltSegment {
                 Err(e) => return Err(Error::io(p, e)),
             }
         }
+        // Secondary index files describe the old records too (derived data: their views
+        // build them again from the new ones).
+        for p in crate::segment::paths::view_index_files(&self.paths.data) {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&p, e)),
+            }
+        }
         fs::rename(build_path(&self.paths.data), &self.paths.data).at(&self.paths.data)?;
         // IMPORTANT: the new data must be in place for good before index files describe it.
         fsutil::fsync_dir(&self.dir)?;

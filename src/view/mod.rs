@@ -29,6 +29,7 @@ mod engine;
 mod extract;
 mod follow;
 mod handle;
+pub(crate) mod index;
 mod json;
 mod layout;
 mod position;
