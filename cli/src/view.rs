@@ -147,7 +147,7 @@ fn list(ctx: Ctx, target: &Target) -> CliResult {
     let mut rows = Vec::new();
     for at in locate(target)? {
         for s in stored(&at)? {
-            let checkpoint = s.checkpoint_position().map_err(CliError::log(format!("reading view {}", s.name)))?;
+            let checkpoint = durable_position(&at, &s)?;
             rows.push(ListRow {
                 views_dir: at.views_dir.display().to_string(),
                 definition: s.describe(),
@@ -209,6 +209,9 @@ fn rows_of(s: &AggregateState, only: Option<&str>) -> Vec<GroupRow> {
 
 fn query(ctx: Ctx, target: &Target, group: Option<&str>, as_of: Option<u64>) -> CliResult {
     let (at, s) = one_view(target)?;
+    if s.kind == "index" {
+        return query_index(ctx, &at, &s, group, as_of);
+    }
     let def = s.builtin_definition().map_err(CliError::log(format!("opening view {}", s.name)))?;
     let views = Views::open_in(at.log.clone(), &at.views_dir);
     let doing = format!("querying view {}", s.name);
@@ -246,6 +249,42 @@ fn query(ctx: Ctx, target: &Target, group: Option<&str>, as_of: Option<u64>) -> 
     Ok(())
 }
 
+/// An index answers which records carry a value: `--group` names it.
+fn query_index(ctx: Ctx, at: &Located, s: &StoredView, value: Option<&str>, as_of: Option<u64>) -> CliResult {
+    let Some(value) = value else {
+        return Err(CliError::Usage(format!("view {} is an index: name the value with --group VALUE", s.name)));
+    };
+    if as_of.is_some() {
+        return Err(CliError::Usage(format!("view {} is an index: it has no answers as of an offset", s.name)));
+    }
+    let doing = format!("querying index {}", s.name);
+    let views = Views::open_in(at.log.clone(), &at.views_dir);
+    let index = views.open_stored_index(&s.name).map_err(CliError::log(&doing))?;
+    let offsets = index.offsets(value.as_bytes()).map_err(CliError::log(&doing))?;
+    let position = index.position();
+    let mut out = io::stdout().lock();
+    if ctx.json {
+        let doc = json!({ "view": s.name, "position": position, "value": value, "offsets": offsets });
+        return render::print_json(&mut out, &doc);
+    }
+    writeln!(out, "view {} ({}), as of position {}", s.name, s.describe(), position)?;
+    let shown: Vec<String> = offsets.iter().take(20).map(u64::to_string).collect();
+    let more = if offsets.len() > 20 { format!(", ... ({} more)", offsets.len() - 20) } else { String::new() };
+    writeln!(out, "{value}: {} at offsets {}{more}", render::plural(offsets.len() as u64, "record"), shown.join(", "))?;
+    Ok(())
+}
+
+/// The position a view reached durably: an aggregate's newest snapshot; an index's files and
+/// the records after them (it is rebuilt from them at each open).
+fn durable_position(at: &Located, s: &StoredView) -> CliResult<u64> {
+    let doing = || format!("reading view {}", s.name);
+    if s.kind == "index" {
+        let views = Views::open_in(at.log.clone(), &at.views_dir);
+        return Ok(views.open_stored_index(&s.name).map_err(CliError::log(doing()))?.position());
+    }
+    s.checkpoint_position().map_err(CliError::log(doing()))
+}
+
 #[derive(Serialize)]
 struct LagRow {
     name: String,
@@ -259,7 +298,7 @@ fn lag(ctx: Ctx, target: &Target) -> CliResult {
     let mut rows = Vec::new();
     for at in locate(target)? {
         for s in stored(&at)? {
-            let checkpoint = s.checkpoint_position().map_err(CliError::log(format!("reading view {}", s.name)))?;
+            let checkpoint = durable_position(&at, &s)?;
             let l = ViewLag::measure(&at.log, checkpoint);
             rows.push(LagRow {
                 name: s.name,
@@ -298,6 +337,13 @@ fn lag(ctx: Ctx, target: &Target) -> CliResult {
 
 fn rebuild(ctx: Ctx, target: &Target, verify: bool) -> CliResult {
     let (at, s) = one_view(target)?;
+    if s.kind == "index" {
+        return Err(CliError::Usage(format!(
+            "view {} is an index: each open checks its per-segment files and builds again any that is \
+             missing, damaged or stale, so there is nothing to rebuild by hand",
+            s.name
+        )));
+    }
     let doing = format!("rebuilding view {}", s.name);
     let def = s.builtin_definition().map_err(CliError::log(&doing))?;
     let views = Views::open_in(at.log.clone(), &at.views_dir);

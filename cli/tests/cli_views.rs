@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use tidelog::{
-    GroupBy, Header, Log, Options, Record, Store, StoreOptions, ValueOf, ViewDefinition, ViewMode, ViewOptions, Views,
+    GroupBy, Header, IndexOptions, Log, Options, Record, Store, StoreOptions, ValueOf, ViewDefinition, ViewMode,
+    ViewOptions, Views,
 };
 
 fn tidelog(args: &[&str]) -> Output {
@@ -27,7 +28,7 @@ fn json(args: &[&str]) -> Value {
 }
 
 /// 30 sales of three products (amount i), through an inline `revenue` view; a user-function
-/// view `by-len` beside it.
+/// view `by-len` and an index of the products `by-product` beside it.
 fn fill(views: &Views) {
     let revenue =
         ViewDefinition::aggregate("revenue", 1, GroupBy::Header("product".into()), ValueOf::JsonField("amount".into()));
@@ -39,6 +40,9 @@ fn fill(views: &Views) {
         ValueOf::Nothing,
     );
     let f = views.aggregate(by_len, ViewOptions::default().mode(ViewMode::Inline)).unwrap();
+    views
+        .index(ViewDefinition::index("by-product", 1, GroupBy::Header("product".into())), IndexOptions::default())
+        .unwrap();
     for i in 0..30u64 {
         let product = ["apple", "pear", "plum"][(i % 3) as usize];
         let h = [Header { name: "product", value: product.as_bytes() }];
@@ -60,9 +64,12 @@ fn a_logs_views_are_listed_queried_measured_and_rebuilt() {
     }
     let list = json(&["view", "list", d]);
     let names: Vec<&str> = list["views"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["by-len", "revenue"]);
+    assert_eq!(names, vec!["by-len", "by-product", "revenue"]);
     assert_eq!(list["views"][0]["needs_application"], true);
-    assert_eq!(list["views"][1]["checkpoint"], 30);
+    assert_eq!(list["views"][1]["kind"], "index");
+    assert_eq!(list["views"][2]["checkpoint"], 30);
+    let q = json(&["view", "query", d, "by-product", "--group", "pear"]);
+    assert_eq!(q["offsets"], serde_json::json!((1..30).step_by(3).collect::<Vec<u64>>()));
 
     let q = json(&["view", "query", d, "revenue", "--group", "apple"]);
     assert_eq!(q["position"], 30);
@@ -74,6 +81,7 @@ fn a_logs_views_are_listed_queried_measured_and_rebuilt() {
 
     let lag = json(&["view", "lag", d]);
     assert_eq!(lag["views"][1]["lag_records"], 0);
+    assert_eq!(lag["views"][2]["lag_records"], 0);
 
     let r = json(&["view", "rebuild", d, "revenue", "--verify"]);
     assert_eq!(
@@ -97,7 +105,7 @@ fn a_topics_views_are_found_in_the_store() {
     let d = tmp.path().join("store");
     let d = d.to_str().unwrap();
     let list = json(&["view", "list", d]);
-    assert_eq!(list["views"].as_array().unwrap().len(), 2);
+    assert_eq!(list["views"].as_array().unwrap().len(), 3);
     let q = json(&["view", "query", d, "sales", "revenue", "--group", "plum"]);
     assert_eq!((q["position"].clone(), q["groups"][0]["records"].clone()), (30.into(), 10.into()));
     let human = tidelog(&["view", "list", d, "sales"]);

@@ -18,6 +18,7 @@ use crate::view::aggregate::AggregateView;
 use crate::view::definition::ViewDefinition;
 use crate::view::definition_file::{self, StoredView};
 use crate::view::handle::{ViewHandle, ViewMode, ViewOptions};
+use crate::view::index::{IndexOptions, IndexView};
 use crate::view::layout::{self, ViewDir, DEFINITION_FILE};
 use crate::view::position::ViewLag;
 use crate::view::View;
@@ -118,6 +119,34 @@ impl Views {
         Ok(handle)
     }
 
+    /// Open the secondary index `def` ([`ViewDefinition::index`]; see [`IndexView`]), store
+    /// its definition in the views directory (so `tidelog view` lists and queries it) unless
+    /// the log is read-only, and register it. It is an inline view: [`Views::append`] and its
+    /// queries bring it up to date. Its files live beside the log's segments.
+    pub fn index(&self, def: ViewDefinition, opts: IndexOptions) -> Result<IndexView> {
+        if self.shared.views.read().contains_key(&def.name) {
+            return Err(Error::ViewAlreadyOpen { view: def.name });
+        }
+        let index = IndexView::open(&self.shared.log, def.clone(), opts)?;
+        if !self.shared.log.is_read_only() {
+            let dir = ViewDir::new(&self.shared.dir, &def.name);
+            dir.create()?;
+            let flags = if opts.ordered { definition_file::FLAG_ORDERED } else { 0 };
+            // Generation 1 always: an index's files are per segment, checked at each open.
+            definition_file::write_with_flags(&dir.definition_path(), &def, 1, flags)?;
+        }
+        self.register(Arc::new(index.clone()))?;
+        Ok(index)
+    }
+
+    /// Open the stored index `name` from its definition file (see [`Views::open_stored`]).
+    pub fn open_stored_index(&self, name: &str) -> Result<IndexView> {
+        let stored = definition_file::read(&ViewDir::new(&self.shared.dir, name).definition_path())?
+            .ok_or_else(|| Error::UnknownView { view: name.to_owned(), dir: self.shared.dir.clone() })?;
+        let def = stored.builtin_definition()?;
+        self.index(def, IndexOptions::default().ordered(stored.ordered))
+    }
+
     /// Register a view opened elsewhere (a secondary index, for example), so that it is
     /// listed, looked up and, if inline, updated by [`Views::append`].
     pub fn register(&self, view: Arc<dyn View>) -> Result<()> {
@@ -170,8 +199,8 @@ impl Views {
 
     /// Open the stored view `name` from its definition file alone (aggregates without user
     /// functions); `Error::ViewNeedsApplication` for one that needs the application's code,
-    /// `Error::UnknownView` if none is stored. Secondary indexes are opened by their own
-    /// module.
+    /// `Error::UnknownView` if none is stored. Secondary indexes are opened with
+    /// [`Views::open_stored_index`].
     pub fn open_stored(&self, name: &str, opts: ViewOptions) -> Result<ViewHandle<AggregateView>> {
         let stored = definition_file::read(&ViewDir::new(&self.shared.dir, name).definition_path())?
             .ok_or_else(|| Error::UnknownView { view: name.to_owned(), dir: self.shared.dir.clone() })?;
