@@ -118,3 +118,48 @@ fn a_stored_builtin_view_reopens_from_its_file_and_a_user_function_view_needs_th
     assert!(matches!(views.open_stored("nope", ViewOptions::default()), Err(Error::UnknownView { .. })));
     assert!(matches!(views.open_stored("qty", ViewOptions::default()), Err(Error::ViewAlreadyOpen { .. })));
 }
+
+/// A fold whose `apply` reads a process-wide counter: not deterministic, so a state rebuilt
+/// from the same records differs from the live one.
+#[derive(Clone)]
+struct Drifting;
+
+static DRIFT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl tidelog::Projection for Drifting {
+    type State = u64;
+    fn name(&self) -> &str {
+        "drifting"
+    }
+    fn fingerprint(&self) -> u64 {
+        1
+    }
+    fn initial(&self) -> u64 {
+        0
+    }
+    fn apply(&self, state: &mut u64, _: &tidelog::RecordView<'_>) -> Result<(), tidelog::BoxError> {
+        *state += DRIFT.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn snapshot(&self, state: &u64, out: &mut Vec<u8>) -> Result<(), tidelog::BoxError> {
+        out.extend_from_slice(&state.to_le_bytes());
+        Ok(())
+    }
+    fn restore(&self, payload: &[u8]) -> Result<u64, tidelog::BoxError> {
+        Ok(u64::from_le_bytes(payload.try_into()?))
+    }
+}
+
+#[test]
+fn the_determinism_check_of_a_rebuild_catches_a_fold_that_is_not_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path().join("log"), Options::default().segment_bytes(1 << 20)).unwrap();
+    fill(&log, 100);
+    let views = Views::open(log.clone());
+    let def = ViewDefinition::fold("drifting", 1, "Drifting");
+    let view = views.projection(def, Drifting, ViewOptions::default().mode(ViewMode::Inline)).unwrap();
+    let report = view.rebuild(true, |_, _| {}).unwrap();
+    assert_eq!(report.same_as_replaced, Some(false));
+    // Without the check nothing is compared.
+    assert_eq!(view.rebuild(false, |_, _| {}).unwrap().same_as_replaced, None);
+}
