@@ -160,6 +160,35 @@ fn list(ctx: Ctx, target: &Target) -> CliResult {
             });
         }
     }
+    print_views(
+        ctx,
+        target,
+        &rows,
+        |r| &r.name,
+        |out, w| {
+            writeln!(out, "{:<w$}  {:>7}  {:>10}  {:>12}  definition", "view", "version", "generation", "checkpoint")?;
+            for r in &rows {
+                let note = if r.needs_application { "  (needs the application)" } else { "" };
+                writeln!(
+                    out,
+                    "{:<w$}  {:>7}  {:>10}  {:>12}  {}{note}",
+                    r.name, r.version, r.generation, r.checkpoint, r.definition
+                )?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Print `rows` as `{"views": rows}` in JSON, or for humans with `table`, given the width of
+/// the name column; says so when there are none.
+fn print_views<R: Serialize>(
+    ctx: Ctx,
+    target: &Target,
+    rows: &[R],
+    name: impl Fn(&R) -> &str,
+    table: impl FnOnce(&mut io::StdoutLock<'static>, usize) -> CliResult,
+) -> CliResult {
     let mut out = io::stdout().lock();
     if ctx.json {
         return render::print_json(&mut out, &json!({ "views": rows }));
@@ -168,17 +197,8 @@ fn list(ctx: Ctx, target: &Target) -> CliResult {
         writeln!(out, "no views in {}", target.dir.display())?;
         return Ok(());
     }
-    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
-    writeln!(out, "{:<w$}  {:>7}  {:>10}  {:>12}  definition", "view", "version", "generation", "checkpoint")?;
-    for r in &rows {
-        let note = if r.needs_application { "  (needs the application)" } else { "" };
-        writeln!(
-            out,
-            "{:<w$}  {:>7}  {:>10}  {:>12}  {}{note}",
-            r.name, r.version, r.generation, r.checkpoint, r.definition
-        )?;
-    }
-    Ok(())
+    let w = rows.iter().map(|r| name(r).len()).max().unwrap_or(0).max(4);
+    table(&mut out, w)
 }
 
 #[derive(Serialize)]
@@ -309,30 +329,29 @@ fn lag(ctx: Ctx, target: &Target) -> CliResult {
             });
         }
     }
-    let mut out = io::stdout().lock();
-    if ctx.json {
-        return render::print_json(&mut out, &json!({ "views": rows }));
-    }
-    if rows.is_empty() {
-        writeln!(out, "no views in {}", target.dir.display())?;
-        return Ok(());
-    }
-    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
-    writeln!(
-        out,
-        "{:<w$}  {:>12}  {:>12}  {:>12}  {:>10}",
-        "view", "checkpoint", "log_end", "lag_records", "lag_time"
-    )?;
-    for r in &rows {
-        let t = duration(std::time::Duration::from_secs_f64(r.lag_seconds));
-        writeln!(
-            out,
-            "{:<w$}  {:>12}  {:>12}  {:>12}  {:>10}",
-            r.name, r.checkpoint, r.log_next_offset, r.lag_records, t
-        )?;
-    }
-    writeln!(out, "\ncheckpoint: the newest snapshot; a running view may be ahead of it in its process.")?;
-    Ok(())
+    print_views(
+        ctx,
+        target,
+        &rows,
+        |r| &r.name,
+        |out, w| {
+            writeln!(
+                out,
+                "{:<w$}  {:>12}  {:>12}  {:>12}  {:>10}",
+                "view", "checkpoint", "log_end", "lag_records", "lag_time"
+            )?;
+            for r in &rows {
+                let t = duration(std::time::Duration::from_secs_f64(r.lag_seconds));
+                writeln!(
+                    out,
+                    "{:<w$}  {:>12}  {:>12}  {:>12}  {:>10}",
+                    r.name, r.checkpoint, r.log_next_offset, r.lag_records, t
+                )?;
+            }
+            writeln!(out, "\ncheckpoint: the newest snapshot; a running view may be ahead of it in its process.")?;
+            Ok(())
+        },
+    )
 }
 
 fn rebuild(ctx: Ctx, target: &Target, verify: bool) -> CliResult {
