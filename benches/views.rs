@@ -4,9 +4,9 @@
 //!   a header, sum of a header's number) kept by its runner thread (async), and inline (the
 //!   append returns after the view applied it), against plain single appends of the same
 //!   records. Only the appends are timed; the async view catches up after the timed region.
-//! * `view_rebuild`: rebuilding a count view (one group, no value) and a sum view (1,000
-//!   groups by key, a header's number) from a log of 1,000,000 records, against a plain
-//!   replay of the same log with a cursor.
+//! * `view_rebuild`: rebuilding a count view (one group, no value), a sum view (one group, a
+//!   header's number) and a sum per key (1,000 groups) from a log of 1,000,000 records,
+//!   against a plain replay of the same log with a cursor.
 //! * `view_lag`: records appended at 100,000 per second (one every 10 µs) for half a second
 //!   to a log with an async view (paced by sleeping until each record is due, so records
 //!   that fell due during a sleep's overshoot go back to back); a second thread looks at the
@@ -117,14 +117,19 @@ fn view_rebuild(c: &mut Criterion) {
     }
     let views = Views::open(log.clone());
     let count = ViewDefinition::aggregate("count", 1, GroupBy::All, ValueOf::Nothing);
-    let sum = ViewDefinition::aggregate("sum", 1, GroupBy::Key, ValueOf::Header("qty".into()));
+    let sum = ViewDefinition::aggregate("sum", 1, GroupBy::All, ValueOf::Header("qty".into()));
+    let sum_by_key = ViewDefinition::aggregate("sum-by-key", 1, GroupBy::Key, ValueOf::Header("qty".into()));
     let inline = || ViewOptions::default().mode(ViewMode::Inline).runner(RunnerOptions::default());
     let count = views.aggregate(count, inline()).expect("count view");
     let sum = views.aggregate(sum, inline()).expect("sum view");
+    let sum_by_key = views.aggregate(sum_by_key, inline()).expect("sum view");
     let mut g = c.benchmark_group("view_rebuild");
     g.throughput(Throughput::Elements(REBUILD_RECORDS));
     g.bench_function("count", |b| b.iter(|| black_box(count.rebuild(false, |_, _| {}).expect("rebuild"))));
-    g.bench_function("sum_1000_groups", |b| b.iter(|| black_box(sum.rebuild(false, |_, _| {}).expect("rebuild"))));
+    g.bench_function("sum", |b| b.iter(|| black_box(sum.rebuild(false, |_, _| {}).expect("rebuild"))));
+    g.bench_function("sum_by_key_1000_groups", |b| {
+        b.iter(|| black_box(sum_by_key.rebuild(false, |_, _| {}).expect("rebuild")))
+    });
     g.bench_function("baseline_replay", |b| {
         b.iter(|| {
             let mut cursor = log.cursor(0);
