@@ -4,8 +4,8 @@
 //!
 //! Heap: one `BTreeMap` entry per distinct group: the group's name (its own allocation), a
 //! 56-byte [`GroupStats`] and the name's 24-byte `Vec` in a B-tree node, with the node's
-//! slack: about 150 bytes plus the name's length per group (`docs/views.md`). Nothing grows
-//! with the number of records.
+//! slack: 168 bytes per group of a 16-byte name, measured (`tests/view_heap.rs`). Nothing
+//! grows with the number of records.
 
 use std::collections::BTreeMap;
 
