@@ -353,6 +353,18 @@ pub enum Error {
         /// The index's name.
         index: String,
     },
+    /// The SQLite database of a read model (the `sqlite` feature) failed: opening it, its
+    /// schema, or a transaction. What was committed before stays, with its position.
+    #[error("view {view:?}: SQLite database {path:?}: {source}")]
+    ViewDatabase {
+        /// The view's name.
+        view: String,
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl Error {

@@ -88,11 +88,17 @@ pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
 pub use crate::view::index::{IndexHit, IndexOptions, IndexReport, IndexView};
+#[cfg(feature = "sqlite")]
+pub use crate::view::sqlite::{SqlProjection, SqliteOptions, SqliteView, POSITION_TABLE};
 pub use crate::view::{
     AggregateState, AggregateView, GroupBy, GroupFn, GroupStats, RebuildReport, StoredView, ValueFn, ValueOf, View,
     ViewAnswer, ViewDefinition, ViewHandle, ViewKind, ViewLag, ViewMode, ViewOptions, ViewStatus, Views,
     VIEW_DEFINITION_VERSION, VIEW_MAX_FIELD_LEN, VIEW_MAX_NAME_LEN,
 };
+/// The SQLite bindings [`SqlProjection`] is written against (the `sqlite` feature), so that
+/// an application uses the same version.
+#[cfg(feature = "sqlite")]
+pub use rusqlite;
 
 /// Decode the record frame at `pos` in `bytes`, as recovery and readers do. Exposed for
 /// fuzzing and tools: returns the record or a classified error, and never panics.

@@ -35,6 +35,8 @@ mod layout;
 mod position;
 mod rebuild;
 mod registry;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 pub use aggregate::{AggregateState, AggregateView, GroupStats};
 pub use definition::{
