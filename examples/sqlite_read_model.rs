@@ -53,7 +53,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
     })?;
-    println!("as of offset {} (the database: {}):", answer.position, view.database_path().display());
+    println!(
+        "at position {} (the orders below it; the database: {}):",
+        answer.position,
+        view.database_path().display()
+    );
     for (product, orders, cents) in &answer.value {
         println!("  {product:<6} {orders} orders, {}.{:02}", cents / 100, cents % 100);
     }

@@ -236,11 +236,18 @@ impl<P: SqlProjection> SqliteView<P> {
         let Some(live) = slot.take() else {
             return Err(Error::ProjectionStopped { projection: inner.def.name.clone(), position: 0, cause: None });
         };
-        // The old generation's end does not matter any more: the new one replaces it.
-        let _ = live.stop();
-        applier.catch_up(inner.opts.batch_records, &mut progress)?;
-        applier.checkpoint()?;
-        inner.files.install(next)?;
+        let old_applier = live.stop();
+        let swapped = applier
+            .catch_up(inner.opts.batch_records, &mut progress)
+            .and_then(|_| applier.checkpoint())
+            .and_then(|()| inner.files.install(next));
+        if let Err(e) = swapped {
+            // The old generation goes on answering, if it was still running.
+            if let Ok(old_applier) = old_applier {
+                *slot = Some(Runner::spawn(old_applier, inner.opts.batch_records, inner.opts.idle_poll)?);
+            }
+            return Err(e);
+        }
         inner.generation.store(next, Ordering::Release);
         *slot = Some(Runner::spawn(applier, inner.opts.batch_records, inner.opts.idle_poll)?);
         drop(slot);
