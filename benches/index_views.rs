@@ -1,9 +1,11 @@
 //! Criterion benchmarks of secondary index views:
 //!
 //! * `index_lookup`: the offsets of one value in a key index and in a header index over a log
-//!   of `TIDELOG_BENCH_INDEX_RECORDS` records (default 10,000,000; 1,000,000 distinct keys of
-//!   10 records each, 100,000 header values of 100 records each), every sealed segment's
-//!   entries in its mapped file, the active one's in memory;
+//!   of `TIDELOG_BENCH_INDEX_RECORDS` records (default 10,000,000; 1,000,000 keys taking turns,
+//!   10 records each, spread over every segment; 100,000 header values of 100 consecutive
+//!   records each, in one or two segments), every sealed segment's
+//!   entries in its mapped file, the active one's in memory (segments of
+//!   `TIDELOG_BENCH_INDEX_SEGMENT_BYTES`, default 128 MiB);
 //! * `index_append`: batches of 100 appends, each followed by the index's catch-up (what an
 //!   inline view does), against the same batches without an index, in the same run.
 //!
@@ -31,16 +33,28 @@ fn opts() -> Options {
     Options::default().durability(Durability::None)
 }
 
+/// Segment size of the lookup benchmark's log (`TIDELOG_BENCH_INDEX_SEGMENT_BYTES`, default
+/// the log's default, 128 MiB: 8 segments for 10 M records).
+fn lookup_opts() -> Options {
+    match std::env::var("TIDELOG_BENCH_INDEX_SEGMENT_BYTES").ok().and_then(|v| v.parse().ok()) {
+        Some(bytes) => opts().segment_bytes(bytes),
+        None => opts(),
+    }
+}
+
 fn records() -> u64 {
     std::env::var("TIDELOG_BENCH_INDEX_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000)
 }
 
+/// Record `i`'s key: keys take turns (`keys` of them), so every key has records in every
+/// segment: the worst case for a lookup, which must search each segment's file.
 fn key(i: u64, keys: u64) -> Vec<u8> {
     format!("key-{:07}", i % keys).into_bytes()
 }
 
+/// Record `i`'s user: runs of 100 consecutive records share one (`users` of them in all).
 fn user(i: u64, users: u64) -> Vec<u8> {
-    format!("user-{:06}", i % users).into_bytes()
+    format!("user-{:06}", (i / 100) % users).into_bytes()
 }
 
 fn by_key() -> ViewDefinition {
@@ -83,7 +97,7 @@ fn index_lookup(c: &mut Criterion) {
     let n = records();
     let (keys, users) = ((n / 10).max(1), (n / 100).max(1));
     let dir = tmp();
-    let log = Log::open(dir.path().join("log"), opts()).expect("open");
+    let log = Log::open(dir.path().join("log"), lookup_opts()).expect("open");
     let t = Instant::now();
     append_records(&log, 0, n, keys, users);
     eprintln!("index_lookup: {n} records appended in {:.1?}", t.elapsed());
@@ -109,7 +123,7 @@ fn index_lookup(c: &mut Criterion) {
     });
     g.bench_function("header_offsets", |b| {
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-        let values: Vec<Vec<u8>> = (0..LOOKUPS).map(|_| user(rng.below(users), users)).collect();
+        let values: Vec<Vec<u8>> = (0..LOOKUPS).map(|_| user(rng.below(users) * 100, users)).collect();
         b.iter(|| {
             for v in &values {
                 black_box(user_index.offsets(v).expect("lookup"));

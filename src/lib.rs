@@ -113,6 +113,11 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../docs/event-sourcing.md")]
 pub struct EventSourcingDoctests;
 
+/// docs/views.md's code blocks, compiled and run as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/views.md")]
+pub struct ViewsDoctests;
+
 #[cfg(test)]
 mod send_sync {
     fn assert_send_sync<T: Send + Sync>() {}
