@@ -140,9 +140,45 @@ fn index_lookup(c: &mut Criterion) {
         })
     });
     g.finish();
+    // The machine these run on is shared: wall-clock rates move with the load. Lookups per
+    // second of this thread's CPU time (from /proc, 10 ms ticks, over about 3 s) move much
+    // less, and are printed beside them.
+    let mut rng = Rng(0x0bad_cafe_dead_beef);
+    let key_values: Vec<Vec<u8>> = (0..LOOKUPS).map(|_| key(rng.below(keys), keys)).collect();
+    let user_values: Vec<Vec<u8>> = (0..LOOKUPS).map(|_| user(rng.below(users) * 100, users)).collect();
+    for (name, index, values) in
+        [("key_offsets", &key_index, &key_values), ("header_offsets", &user_index, &user_values)]
+    {
+        let (cpu0, t) = (thread_cpu_ticks(), Instant::now());
+        let mut done = 0u64;
+        while t.elapsed() < Duration::from_secs(3) {
+            for v in values.iter() {
+                black_box(index.offsets(v).expect("lookup"));
+            }
+            done += values.len() as u64;
+        }
+        let cpu_s = (thread_cpu_ticks() - cpu0) as f64 / 100.0;
+        eprintln!(
+            "index_lookup/{name}: {:.2} M lookups per CPU second ({done} lookups, {cpu_s:.2} s CPU, {:.2} s wall)",
+            done as f64 / cpu_s / 1e6,
+            t.elapsed().as_secs_f64()
+        );
+    }
     // A lookup's answer is the brute-force one (a spot check, outside the timings).
     let want: Vec<u64> = (0..n).filter(|i| i % keys == 7).collect();
     assert_eq!(key_index.offsets(&key(7, keys)).expect("lookup"), want);
+}
+
+/// CPU time of this thread so far, in clock ticks (utime + stime of /proc/thread-self/stat;
+/// 100 per second on Linux). 0 where /proc is missing.
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let at = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the file: 11 and 12 after the name.
+    at(11) + at(12)
 }
 
 /// Time `work` on a fresh log; opening and closing are not timed.

@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::format::index::key_hash;
 use crate::format::view_index::{
-    Layout, ValueEntry, ViewIndexHeader, POSTING_LEN, VALUE_ENTRY_LEN, VIEW_INDEX_HEADER_LEN,
+    value_hash, Layout, ValueEntry, ViewIndexHeader, POSTING_LEN, VALUE_ENTRY_LEN, VIEW_INDEX_HEADER_LEN,
 };
 use crate::format::{le_u32, put_u32};
 use crate::io::mmap::{map_whole_ro, SegmentMap};
@@ -90,7 +89,7 @@ impl SealedFile {
             if ValueEntry::reserved(raw) != 0
                 || e.count == 0
                 || u64::from(e.first) != next_first
-                || e.hash != key_hash(v)
+                || e.hash != value_hash(v)
             {
                 return false;
             }
@@ -155,7 +154,7 @@ impl SealedFile {
             }
             return Postings::File(&[]);
         }
-        let hash = key_hash(value);
+        let hash = value_hash(value);
         let first = first_at_least(n, |i| self.entry(i).hash, hash);
         for i in first..n {
             let e = self.entry(i);
@@ -247,7 +246,7 @@ pub(crate) fn first_at_least(n: usize, key: impl Fn(usize) -> u64, target: u64) 
 
 /// The bytes of the index file of segment `seg` holding `mem`'s entries.
 pub(crate) fn file_bytes(mem: &MemIndex, seg: SegIdent, by: Builder) -> Vec<u8> {
-    let sorted = mem.sorted(key_hash);
+    let sorted = mem.sorted(value_hash);
     let blob_len: usize = sorted.iter().map(|(v, _)| v.len()).sum();
     let mut h = ViewIndexHeader {
         ordered: by.ordered,
@@ -270,7 +269,7 @@ pub(crate) fn file_bytes(mem: &MemIndex, seg: SegIdent, by: Builder) -> Vec<u8> 
         let at = VIEW_INDEX_HEADER_LEN + i * VALUE_ENTRY_LEN;
         // Counts fit in u32: a segment holds fewer than 2^32 records (4 GiB, 40-byte frames).
         let e = ValueEntry {
-            hash: key_hash(v),
+            hash: value_hash(v),
             blob_at: blob as u64,
             len: v.len() as u32,
             first: first as u32,
