@@ -154,9 +154,34 @@ impl SealedFile {
             }
             return Postings::File(&[]);
         }
+        let mut search = self.search(value_hash(value));
+        loop {
+            if let Some(first) = self.step(&mut search) {
+                return self.postings_at(first, value);
+            }
+        }
+    }
+
+    /// The start of a search of an unordered file for the first entry with `hash`.
+    pub fn search(&self, hash: u64) -> Search {
+        Search::new(self.layout.values, |i| self.entry(i).hash, hash)
+    }
+
+    /// One probe of `search`: the index of the first entry whose hash is at least the
+    /// target, once found.
+    pub fn step(&self, search: &mut Search) -> Option<usize> {
+        search.step(|i| self.entry(i).hash)
+    }
+
+    /// True if the file keeps its values by hash (searched with [`SealedFile::search`]).
+    pub fn is_hashed(&self) -> bool {
+        !self.ordered
+    }
+
+    /// The records of `value`, whose hash's entries start at `first` (a finished search).
+    pub fn postings_at(&self, first: usize, value: &[u8]) -> Postings<'_> {
         let hash = value_hash(value);
-        let first = first_at_least(n, |i| self.entry(i).hash, hash);
-        for i in first..n {
+        for i in first..self.layout.values {
             let e = self.entry(i);
             if e.hash != hash {
                 break;
@@ -206,42 +231,79 @@ impl SealedFile {
 }
 
 /// The first `i < n` with `key(i) >= target` (`n` if none), for keys that never decrease and
-/// are spread evenly (hashes): interpolation search.
+/// are spread evenly (hashes): interpolation search, one probe per [`Search::step`].
 ///
 /// One interpolated guess over a million random hashes misses by about a thousand entries
 /// (the spread of a sample quantile), and bracketing that by galloping and bisecting costs
 /// some twenty probes, each a cache miss in a mapped table. Interpolating again between the
-/// keys already read at the bracket's ends (none is read twice) shrinks it from `n` to about
-/// `√n` per probe (`n`, `√n`, `n^¼`, …): three or four probes. Skewed keys could make
-/// interpolation slow, so after a few rounds it bisects.
-pub(crate) fn first_at_least(n: usize, key: impl Fn(usize) -> u64, target: u64) -> usize {
-    if n == 0 || key(0) >= target {
-        return 0;
+/// keys already read at the bracket's ends (none is read twice) shrinks it quickly: a few
+/// probes. Skewed keys could make interpolation slow, so after eight rounds it bisects.
+///
+/// A search advances one probe at a time so that the searches of several segments' files can
+/// advance together: their probes are independent loads, whose cache misses the processor
+/// overlaps, where searching one file after another would wait for each miss in turn.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Search {
+    target: u64,
+    /// Invariant while searching: key(lo) = klo < target <= khi = key(hi).
+    lo: usize,
+    hi: usize,
+    klo: u64,
+    khi: u64,
+    rounds: u32,
+    answer: Option<usize>,
+}
+
+impl Search {
+    pub fn new(n: usize, key: impl Fn(usize) -> u64, target: u64) -> Search {
+        let mut s = Search { target, lo: 0, hi: n, klo: 0, khi: 0, rounds: 0, answer: None };
+        if n == 0 || key(0) >= target {
+            s.answer = Some(0);
+        } else if key(n - 1) < target {
+            s.answer = Some(n);
+        } else {
+            (s.hi, s.klo, s.khi) = (n - 1, key(0), key(n - 1));
+        }
+        s
     }
-    if key(n - 1) < target {
-        return n;
-    }
-    // Invariant: key(lo) < target <= key(hi), with klo and khi their keys.
-    let (mut lo, mut hi) = (0usize, n - 1);
-    let (mut klo, mut khi) = (key(lo), key(hi));
-    let mut rounds = 0;
-    while hi - lo > 1 {
-        let mid = if rounds < 8 {
+
+    /// One probe; the answer once found.
+    pub fn step(&mut self, key: impl Fn(usize) -> u64) -> Option<usize> {
+        if self.answer.is_some() {
+            return self.answer;
+        }
+        if self.hi - self.lo <= 1 {
+            self.answer = Some(self.hi);
+            return self.answer;
+        }
+        let (lo, hi) = (self.lo, self.hi);
+        let mid = if self.rounds < 8 {
             // klo < target <= khi, so the span is not zero.
-            let off = (target - klo) as u128 * (hi - lo) as u128 / (khi - klo) as u128;
+            let off = (self.target - self.klo) as u128 * (hi - lo) as u128 / (self.khi - self.klo) as u128;
             (lo + off as usize).clamp(lo + 1, hi - 1)
         } else {
             lo + (hi - lo) / 2
         };
         let k = key(mid);
-        if k < target {
-            (lo, klo) = (mid, k);
+        if k < self.target {
+            (self.lo, self.klo) = (mid, k);
         } else {
-            (hi, khi) = (mid, k);
+            (self.hi, self.khi) = (mid, k);
         }
-        rounds += 1;
+        self.rounds += 1;
+        None
     }
-    hi
+}
+
+/// The first `i < n` with `key(i) >= target` (`n` if none): a [`Search`] to its end.
+#[cfg(test)]
+pub(crate) fn first_at_least(n: usize, key: impl Fn(usize) -> u64, target: u64) -> usize {
+    let mut s = Search::new(n, &key, target);
+    loop {
+        if let Some(i) = s.step(&key) {
+            return i;
+        }
+    }
 }
 
 /// The bytes of the index file of segment `seg` holding `mem`'s entries.
