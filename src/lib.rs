@@ -40,6 +40,11 @@
 //! snapshots, so that a restart replays only what follows the newest one, and [`state_as_of`]
 //! gives the state as of an older offset.
 //!
+//! [`Views`] keeps named read views of a log or topic current (asynchronously, or inline before
+//! an append returns): aggregates per group and user folds, queried with their position and a
+//! freshness bound, rebuilt beside themselves when their definition changes; see
+//! `docs/views.md`.
+//!
 //! The byte-level format is specified in `docs/format.md`, the durability contract in
 //! `docs/durability.md`, and how data flows between writer and readers in
 //! `docs/architecture.md`.

@@ -96,3 +96,29 @@ fn a_value_that_is_not_a_number_stops_the_view_at_its_offset_and_the_log_goes_on
     assert_eq!(counter.query(|s| s.get(b"").unwrap().records).unwrap().value, 3);
     assert_eq!(log.next_offset(), after + 1);
 }
+
+#[test]
+fn an_async_view_whose_function_panics_reports_the_failure_and_the_log_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path().join("log"), Options::default().segment_bytes(1 << 20)).unwrap();
+    let views = Views::open(log.clone());
+    let def = ViewDefinition::aggregate(
+        "fragile",
+        1,
+        GroupBy::All,
+        ValueOf::function("panics-on-boom", |r| {
+            assert_ne!(r.payload(), b"boom", "a bug in the application's value function");
+            Ok(Some(1.0))
+        }),
+    );
+    let view = views.aggregate(def, ViewOptions::default()).unwrap();
+    views.append(Record::new(b"fine")).unwrap();
+    let boom = views.append(Record::new(b"boom")).unwrap();
+    match view.wait_for_position(boom + 1, WAIT) {
+        Err(Error::ProjectionStopped { cause: Some(cause), .. }) => assert!(cause.contains("panicked"), "{cause}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(view.status(), ViewStatus::Failed { .. }));
+    assert!(matches!(view.query(|s| s.len()), Err(Error::ProjectionStopped { .. })));
+    assert_eq!(views.append(Record::new(b"after")).unwrap(), boom + 1);
+}

@@ -19,6 +19,7 @@ mod render;
 mod tail;
 mod time;
 mod verify;
+mod view;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -67,6 +68,8 @@ enum Command {
     Consumers(consumers::ConsumersArgs),
     /// List or redrive a consumer group's dead letters.
     Dlq(dlq::DlqArgs),
+    /// List, query, measure the lag of, or rebuild the read views of a log or topic.
+    View(view::ViewArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Tail(args) => tail::run_tail(ctx, args),
         Command::Consumers(args) => consumers::run_consumers(ctx, args),
         Command::Dlq(args) => dlq::run_dlq(ctx, args),
+        Command::View(args) => view::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),

@@ -8,7 +8,7 @@
 //! | 10 | 1 | kind: 1 aggregate, 2 fold, 3 index |
 //! | 11 | 1 | group tag: 0 all, 1 key, 2 header, 3 JSON field, 4 function |
 //! | 12 | 1 | value tag: 0 nothing, 2 header, 3 JSON field, 4 function |
-//! | 13 | 1 | reserved, 0 |
+//! | 13 | 1 | flags: bit 0 an ordered index; other bits 0 |
 //! | 14 | 2 | name length `n` |
 //! | 16 | 4 | definition version |
 //! | 20 | 4 | group text length `g` |
@@ -38,7 +38,8 @@ const VERSION_AT: usize = 8;
 const KIND_AT: usize = VERSION_AT + 2;
 const GROUP_TAG_AT: usize = KIND_AT + 1;
 const VALUE_TAG_AT: usize = GROUP_TAG_AT + 1;
-const NAME_LEN_AT: usize = VALUE_TAG_AT + 2;
+const FLAGS_AT: usize = VALUE_TAG_AT + 1;
+const NAME_LEN_AT: usize = FLAGS_AT + 1;
 const DEF_VERSION_AT: usize = NAME_LEN_AT + 2;
 const GROUP_LEN_AT: usize = DEF_VERSION_AT + 4;
 const VALUE_LEN_AT: usize = GROUP_LEN_AT + 4;
@@ -56,6 +57,8 @@ const TAG_KEY: u8 = 1;
 const TAG_HEADER: u8 = 2;
 const TAG_JSON: u8 = 3;
 const TAG_FUNCTION: u8 = 4;
+/// Flag: an index that keeps its values in byte order (`IndexOptions::ordered`).
+pub(crate) const FLAG_ORDERED: u8 = 1;
 
 /// A view's definition file as read from disk: what the view computes (without any user
 /// function: only its label), and the generation of its state that answers queries.
@@ -76,6 +79,10 @@ pub struct StoredView {
     pub group_by: String,
     /// Which value it takes (`none`, `header:NAME`, `json:PATH`, `fn:LABEL`).
     pub value: String,
+    /// The view's directory (holding `view.def`).
+    pub dir: PathBuf,
+    /// For an index: whether it keeps its values in byte order.
+    pub ordered: bool,
     kind_tag: u8,
     group: (u8, String),
     value_parts: (u8, String),
@@ -105,6 +112,24 @@ impl StoredView {
             _ => return Err(needs()),
         };
         Ok(ViewDefinition { name: self.name.clone(), version: self.version, kind })
+    }
+
+    /// The directory of the generation that answers queries.
+    pub fn state_dir(&self) -> PathBuf {
+        crate::view::layout::ViewDir::from_path(&self.dir).generation_dir(self.generation)
+    }
+
+    /// The position of the newest valid snapshot of the generation that answers queries
+    /// (0 if none): what the view covers durably, and where it restarts after a crash. A
+    /// view kept current by a running process may be ahead of it in that process's memory.
+    pub fn checkpoint_position(&self) -> Result<u64> {
+        let dir = crate::projection::SnapshotDir::open_read_only(self.state_dir());
+        for (position, path) in dir.files()?.into_iter().rev() {
+            if crate::projection::SnapshotDir::read_info(&path).is_ok() {
+                return Ok(position);
+            }
+        }
+        Ok(0)
     }
 
     /// True if the definition file alone can rebuild this view.
@@ -143,7 +168,7 @@ fn value_tag(v: &ValueOf) -> u8 {
 
 /// The bytes of the definition file for `def` at `generation`. The definition must have
 /// passed [`ViewDefinition::validate`].
-pub(crate) fn encode(def: &ViewDefinition, generation: u64) -> Vec<u8> {
+pub(crate) fn encode(def: &ViewDefinition, generation: u64, flags: u8) -> Vec<u8> {
     let (kind, gtag, group, vtag, value) = match &def.kind {
         ViewKind::Aggregate { group_by, value } => {
             (KIND_AGGREGATE, group_tag(group_by), group_field(group_by), value_tag(value), value_field(value))
@@ -157,6 +182,7 @@ pub(crate) fn encode(def: &ViewDefinition, generation: u64) -> Vec<u8> {
     b[KIND_AT] = kind;
     b[GROUP_TAG_AT] = gtag;
     b[VALUE_TAG_AT] = vtag;
+    b[FLAGS_AT] = flags;
     put_u16(&mut b, NAME_LEN_AT, def.name.len() as u16);
     put_u32(&mut b, DEF_VERSION_AT, def.version);
     put_u32(&mut b, GROUP_LEN_AT, group.len() as u32);
@@ -215,6 +241,9 @@ pub(crate) fn decode(path: &Path, b: &[u8]) -> Result<StoredView> {
     if value.0 > TAG_FUNCTION || value.0 == TAG_KEY {
         return Err(bad(VALUE_TAG_AT, CorruptionKind::BadField("value tag")));
     }
+    if b[FLAGS_AT] & !FLAG_ORDERED != 0 {
+        return Err(bad(FLAGS_AT, CorruptionKind::BadField("flags")));
+    }
     let describe = |(tag, s): &(u8, String), none: &str| match *tag {
         TAG_ALL_OR_NOTHING => none.to_owned(),
         TAG_KEY => "key".to_owned(),
@@ -230,6 +259,8 @@ pub(crate) fn decode(path: &Path, b: &[u8]) -> Result<StoredView> {
         kind,
         group_by: describe(&group, "all"),
         value: describe(&value, "none"),
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ordered: b[FLAGS_AT] & FLAG_ORDERED != 0,
         kind_tag: b[KIND_AT],
         group,
         value_parts: value,
@@ -254,7 +285,12 @@ pub(crate) fn read(path: &Path) -> Result<Option<StoredView>> {
 
 /// Write the definition file for `def` at `generation`, atomically.
 pub(crate) fn write(path: &Path, def: &ViewDefinition, generation: u64) -> Result<PathBuf> {
-    crate::io::fs::atomic_write(path, &encode(def, generation))?;
+    write_with_flags(path, def, generation, 0)
+}
+
+/// [`write`] with flags (an index's order).
+pub(crate) fn write_with_flags(path: &Path, def: &ViewDefinition, generation: u64, flags: u8) -> Result<PathBuf> {
+    crate::io::fs::atomic_write(path, &encode(def, generation, flags))?;
     Ok(path.to_path_buf())
 }
 
@@ -281,7 +317,8 @@ mod tests {
     fn definitions_round_trip_through_their_file() {
         let p = Path::new("view.def");
         for def in defs() {
-            let stored = decode(p, &encode(&def, 7)).unwrap();
+            let stored = decode(p, &encode(&def, 7, FLAG_ORDERED)).unwrap();
+            assert!(stored.ordered);
             assert_eq!((stored.name.as_str(), stored.version, stored.generation), (def.name.as_str(), def.version, 7));
             assert_eq!(stored.fingerprint, def.fingerprint());
             assert_eq!(stored.describe(), def.kind.describe());
@@ -297,15 +334,15 @@ mod tests {
     #[test]
     fn a_damaged_definition_file_is_refused_with_its_location() {
         let p = Path::new("view.def");
-        let good = encode(&defs()[0], 1);
-        for i in 0..good.len() {
+        let good = encode(&defs()[0], 1, 0);
+        for bit in 0..good.len() * 8 {
             let mut b = good.clone();
-            b[i] ^= 0x40;
+            b[bit / 8] ^= 1 << (bit % 8);
             match decode(p, &b) {
                 Err(Error::Corruption { location: crate::Location::File { path, .. }, .. }) => {
                     assert_eq!(path, p)
                 }
-                other => panic!("byte {i}: {other:?}"),
+                other => panic!("bit {bit}: {other:?}"),
             }
         }
         for len in 0..good.len() {

@@ -8,7 +8,8 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::projection::{state_as_of, Projection, ProjectionHandle, ProjectionRunner, SnapshotDir};
+use crate::projection::{state_as_of, Projection, ProjectionRunner, SnapshotDir};
+use crate::view::follow::Follower;
 use crate::view::position::ViewStatus;
 
 /// A state and the position it covers, recomputed by a read-only handle.
@@ -20,7 +21,7 @@ pub(crate) struct Cached<S> {
 
 pub(crate) enum Engine<P: Projection> {
     /// A runner on its own thread.
-    Async(ProjectionHandle<P>),
+    Async(Follower<P>),
     /// A runner advanced by whoever calls `catch_up` (the inline append path, waits).
     Inline { runner: Box<ProjectionRunner<P>>, failed: Option<(u64, String)> },
     /// No runner: queries fold the newest snapshot of the generation and the records after
@@ -46,12 +47,10 @@ where
 
     pub(crate) fn status(&self) -> ViewStatus {
         match self {
-            Engine::Async(h) => match h.query(|_| ()) {
-                Ok(_) => ViewStatus::Running,
-                Err(Error::ProjectionStopped { position, cause: Some(cause), .. }) => {
-                    ViewStatus::Failed { offset: position, cause }
-                }
-                Err(_) => ViewStatus::Stopped,
+            Engine::Async(f) => match f.stopped() {
+                None => ViewStatus::Running,
+                Some((offset, Some(cause))) => ViewStatus::Failed { offset, cause },
+                Some((_, None)) => ViewStatus::Stopped,
             },
             Engine::Inline { failed: Some((offset, cause)), .. } => {
                 ViewStatus::Failed { offset: *offset, cause: cause.clone() }
@@ -93,7 +92,7 @@ where
     /// as its options say; inline: always).
     pub(crate) fn stop(self) -> Result<()> {
         match self {
-            Engine::Async(h) => h.stop().map(|_| ()),
+            Engine::Async(f) => f.stop(),
             Engine::Inline { mut runner, failed: None } => {
                 if runner.snapshot_position() != Some(runner.position()) && runner.records() > 0 {
                     runner.checkpoint()?;

@@ -9,7 +9,8 @@
 //! - [`extract`] and [`json`]: built-in extractors (key, header, JSON field).
 //! - [`aggregate`]: [`AggregateView`], count/sum/min/max/average per group, and its state.
 //! - [`handle`]: [`ViewHandle`], one open view: async, inline or read-only; queries with a
-//!   freshness bound, as-of queries, lag, rebuild.
+//!   freshness bound, as-of queries, lag. `engine.rs` holds the three ways a generation is
+//!   kept current; `follow.rs` is the async one's thread.
 //! - [`layout`]: a view's directory: its definition file and one snapshot directory per
 //!   generation.
 //! - [`rebuild`]: building a generation beside the live one and swapping it in.
@@ -26,6 +27,7 @@ mod definition;
 mod definition_file;
 mod engine;
 mod extract;
+mod follow;
 mod handle;
 pub(crate) mod index;
 mod json;

@@ -18,6 +18,7 @@ use crate::view::aggregate::AggregateView;
 use crate::view::definition::ViewDefinition;
 use crate::view::definition_file::{self, StoredView};
 use crate::view::handle::{ViewHandle, ViewMode, ViewOptions};
+use crate::view::index::{IndexOptions, IndexView};
 use crate::view::layout::{self, ViewDir, DEFINITION_FILE};
 use crate::view::position::ViewLag;
 use crate::view::View;
@@ -97,9 +98,25 @@ impl Views {
     }
 
     /// Open the aggregate view `def` (see [`AggregateView`]) and register it.
+    ///
+    /// If the stored definition differs and is a built-in aggregate, an async view answers
+    /// from the stored generation at once while the new definition's is built beside it
+    /// ([`ViewStatus::Rebuilding`](crate::ViewStatus::Rebuilding)); an inline one is built
+    /// before this returns.
     pub fn aggregate(&self, def: ViewDefinition, opts: ViewOptions) -> Result<ViewHandle<AggregateView>> {
         let projection = AggregateView::new(&def)?;
-        self.projection(def, projection, opts)
+        let stored = definition_file::read(&ViewDir::new(&self.shared.dir, &def.name).definition_path())?;
+        let previous = stored
+            .filter(|s| s.fingerprint != def.fingerprint())
+            .and_then(|s| s.builtin_definition().ok())
+            .and_then(|d| AggregateView::new(&d).ok());
+        if self.shared.views.read().contains_key(&def.name) {
+            return Err(Error::ViewAlreadyOpen { view: def.name });
+        }
+        let handle =
+            ViewHandle::open_with_previous(self.shared.log.clone(), &self.shared.dir, def, projection, previous, opts)?;
+        self.register(Arc::new(handle.clone()))?;
+        Ok(handle)
     }
 
     /// Open a view computed by `projection` (a user fold: `def` is usually
@@ -116,6 +133,34 @@ impl Views {
         let handle = ViewHandle::open(self.shared.log.clone(), &self.shared.dir, def, projection, opts)?;
         self.register(Arc::new(handle.clone()))?;
         Ok(handle)
+    }
+
+    /// Open the secondary index `def` ([`ViewDefinition::index`]; see [`IndexView`]), store
+    /// its definition in the views directory (so `tidelog view` lists and queries it) unless
+    /// the log is read-only, and register it. It is an inline view: [`Views::append`] and its
+    /// queries bring it up to date. Its files live beside the log's segments.
+    pub fn index(&self, def: ViewDefinition, opts: IndexOptions) -> Result<IndexView> {
+        if self.shared.views.read().contains_key(&def.name) {
+            return Err(Error::ViewAlreadyOpen { view: def.name });
+        }
+        let index = IndexView::open(&self.shared.log, def.clone(), opts)?;
+        if !self.shared.log.is_read_only() {
+            let dir = ViewDir::new(&self.shared.dir, &def.name);
+            dir.create()?;
+            let flags = if opts.ordered { definition_file::FLAG_ORDERED } else { 0 };
+            // Generation 1 always: an index's files are per segment, checked at each open.
+            definition_file::write_with_flags(&dir.definition_path(), &def, 1, flags)?;
+        }
+        self.register(Arc::new(index.clone()))?;
+        Ok(index)
+    }
+
+    /// Open the stored index `name` from its definition file (see [`Views::open_stored`]).
+    pub fn open_stored_index(&self, name: &str) -> Result<IndexView> {
+        let stored = definition_file::read(&ViewDir::new(&self.shared.dir, name).definition_path())?
+            .ok_or_else(|| Error::UnknownView { view: name.to_owned(), dir: self.shared.dir.clone() })?;
+        let def = stored.builtin_definition()?;
+        self.index(def, IndexOptions::default().ordered(stored.ordered))
     }
 
     /// Register a view opened elsewhere (a secondary index, for example), so that it is
@@ -170,8 +215,8 @@ impl Views {
 
     /// Open the stored view `name` from its definition file alone (aggregates without user
     /// functions); `Error::ViewNeedsApplication` for one that needs the application's code,
-    /// `Error::UnknownView` if none is stored. Secondary indexes are opened by their own
-    /// module.
+    /// `Error::UnknownView` if none is stored. Secondary indexes are opened with
+    /// [`Views::open_stored_index`].
     pub fn open_stored(&self, name: &str, opts: ViewOptions) -> Result<ViewHandle<AggregateView>> {
         let stored = definition_file::read(&ViewDir::new(&self.shared.dir, name).definition_path())?
             .ok_or_else(|| Error::UnknownView { view: name.to_owned(), dir: self.shared.dir.clone() })?;

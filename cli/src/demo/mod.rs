@@ -15,6 +15,7 @@ mod follow;
 mod ledger;
 mod project;
 mod store;
+mod views;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -120,6 +121,7 @@ struct Summary {
     reopen: Reopen,
     projection: project::ProjectionSummary,
     store: store::StoreSummary,
+    view: views::ViewSummary,
 }
 
 /// Run `tidelog demo`.
@@ -347,6 +349,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     // 7. A store to explore with tail, consumers and dlq.
     let store_dir = demo.store();
     let store = store::build(&store_dir)?;
+    let view = views::run(&store_dir)?;
 
     let summary = Summary {
         dir: demo.root.display().to_string(),
@@ -368,6 +371,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         reopen,
         projection,
         store,
+        view,
     };
 
     if ctx.json {
@@ -393,6 +397,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             .collect::<Vec<_>>()
             .join("; ")
     )?;
+    summary.view.print(&mut out, &store_dir)?;
     let mut latencies: Vec<u64> = summary.tail.iter().map(|t| t.latency_us).collect();
     latencies.sort_unstable();
     let latency = |us: Option<&u64>| render::duration(Duration::from_micros(us.copied().unwrap_or(0)));
