@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidelog::{
-    Error, GroupBy, Header, Log, Options, Record, ValueOf, View, ViewDefinition, ViewMode, ViewOptions, Views,
+    Error, GroupBy, Header, Log, Options, Record, ValueOf, View, ViewDefinition, ViewMode, ViewOptions, ViewStatus,
+    Views,
 };
 
 fn fill(log: &Log, n: u64) {
@@ -162,4 +163,53 @@ fn the_determinism_check_of_a_rebuild_catches_a_fold_that_is_not_deterministic()
     assert_eq!(report.same_as_replaced, Some(false));
     // Without the check nothing is compared.
     assert_eq!(view.rebuild(false, |_, _| {}).unwrap().same_as_replaced, None);
+}
+
+/// Held closed by the test until it has queried the view during the build.
+static GATE: AtomicBool = AtomicBool::new(false);
+
+#[test]
+fn an_async_view_of_a_new_version_answers_from_the_old_generation_until_the_new_one_is_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path().join("log"), Options::default().segment_bytes(1 << 20)).unwrap();
+    fill(&log, 300);
+    let v1 = ViewDefinition::aggregate("orders", 1, GroupBy::Header("status".into()), ValueOf::Nothing);
+    {
+        let views = Views::open(log.clone());
+        views.aggregate(v1, ViewOptions::default()).unwrap().stop().unwrap();
+    }
+    // Version 2 takes its value from a function that waits for the gate: its build cannot
+    // finish before the test has looked.
+    let v2 = ViewDefinition::aggregate(
+        "orders",
+        2,
+        GroupBy::Key,
+        ValueOf::function("qty-after-the-gate", |r| {
+            while !GATE.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(r.header("qty").map(|q| std::str::from_utf8(q).unwrap().parse().unwrap()))
+        }),
+    );
+    let views = Views::open(log.clone());
+    let view = views.aggregate(v2, ViewOptions::default()).unwrap();
+    assert_eq!(view.status(), ViewStatus::Rebuilding { generation: 2 });
+    assert_eq!(view.generation(), 1);
+    // The old generation answers (groups by status), and follows the log.
+    let at = log.append(Record::new(b"{}").headers(&[Header { name: "status", value: b"paid" }])).unwrap();
+    let paid = view.query_at_least(at + 1, Duration::from_secs(10), |s| s.get(b"paid").map(|g| g.records)).unwrap();
+    assert_eq!(paid.value, Some(101));
+
+    GATE.store(true, Ordering::Release);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while view.status() != ViewStatus::Running {
+        assert!(std::time::Instant::now() < deadline, "the new generation was never swapped in");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(view.generation(), 2);
+    let cart =
+        view.query_at_least(at + 1, Duration::from_secs(10), |s| s.get(b"cart-0").map(|g| (g.records, g.sum))).unwrap();
+    assert_eq!(cart.value.map(|(n, _)| n), Some(43));
+    let stored = views.stored().unwrap();
+    assert_eq!((stored[0].version, stored[0].generation), (2, 2));
 }

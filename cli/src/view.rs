@@ -30,9 +30,19 @@ pub struct ViewArgs {
 pub struct Target {
     /// A log directory (its views are in `DIR.views/`) or a store directory.
     pub dir: PathBuf,
-    /// For a store: the topic, then the view. For a log: the view.
-    #[arg(value_name = "[TOPIC] [VIEW]", num_args = 0..=2)]
-    pub names: Vec<String>,
+    /// For a store: the topic. For a log: the view.
+    #[arg(value_name = "TOPIC|VIEW")]
+    pub first: Option<String>,
+    /// For a store: the view.
+    #[arg(value_name = "VIEW")]
+    pub second: Option<String>,
+}
+
+impl Target {
+    /// The names given after the directory, in order.
+    fn names(&self) -> Vec<String> {
+        self.first.iter().chain(&self.second).cloned().collect()
+    }
 }
 
 /// `tidelog view` subcommands.
@@ -44,7 +54,7 @@ pub enum ViewCommand {
     Query {
         #[command(flatten)]
         target: Target,
-        /// Only this group.
+        /// Only this group (for an index: the value whose records to list).
         #[arg(long, value_name = "GROUP")]
         group: Option<String>,
         /// The answer as of this offset (the records below it) instead of now.
@@ -74,15 +84,16 @@ struct Located {
 /// Every (views directory, log) the target names: one log, one topic, or every topic.
 fn locate(target: &Target) -> CliResult<Vec<Located>> {
     let dir = &target.dir;
+    let names = target.names();
     if let Ok(log) = Log::open_read_only(dir, Options::default()) {
-        if target.names.len() > 1 {
+        if names.len() > 1 {
             return Err(CliError::Usage(format!("{} is a log: name one view, not a topic and a view", dir.display())));
         }
         let views_dir = Views::open(log.clone()).dir().to_path_buf();
-        return Ok(vec![Located { views_dir, log, view: target.names.first().cloned() }]);
+        return Ok(vec![Located { views_dir, log, view: names.first().cloned() }]);
     }
     let store = open_store(dir)?;
-    let topics = match target.names.first() {
+    let topics = match names.first() {
         Some(t) => vec![t.clone()],
         None => store.topic_names().map_err(CliError::log("listing the topics"))?,
     };
@@ -93,7 +104,7 @@ fn locate(target: &Target) -> CliResult<Vec<Located>> {
         out.push(Located {
             views_dir: views.dir().to_path_buf(),
             log: views.log().clone(),
-            view: target.names.get(1).cloned(),
+            view: names.get(1).cloned(),
         });
     }
     Ok(out)

@@ -7,7 +7,22 @@
 //! changes a result, and so that an ordered index can answer a range of values), which needs
 //! a variable-length part: hence a layout of its own. `docs/format.md` specifies it.
 
+use crate::format::index::key_hash;
 use crate::format::{le_u32, le_u64, put_u32, put_u64};
+
+/// The hash of a value in a secondary index file: the key index's FNV-1a 64 of its bytes,
+/// then the 64-bit finalizer of MurmurHash3 (`fmix64`). FNV-1a alone leaves the high bits
+/// of short values that differ in their last bytes (`key-0000017`, `key-0000018`) close
+/// together, and the file is searched by interpolating on the hash: its values must be
+/// spread evenly over all 64 bits.
+pub(crate) fn value_hash(value: &[u8]) -> u64 {
+    let mut k = key_hash(value);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
 
 /// Magic of a secondary index file.
 pub(crate) const VIEW_INDEX_MAGIC: [u8; 8] = *b"TDLGVIX\0";
@@ -215,6 +230,21 @@ mod tests {
         assert_eq!(l.file_len, l.blob_at + 60);
         let huge = ViewIndexHeader { values: u64::MAX, ..header() };
         assert_eq!(huge.layout(), None, "a hostile count neither overflows nor panics");
+    }
+
+    #[test]
+    fn the_value_hash_is_fnv_1a_then_fmix64() {
+        let fmix = |mut k: u64| {
+            k ^= k >> 33;
+            k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+            k ^= k >> 33;
+            k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+            k ^ (k >> 33)
+        };
+        assert_eq!(value_hash(b"a"), fmix(0xaf63_dc4c_8601_ec8c));
+        // Values differing in their last byte land far apart in the high bits.
+        let (x, y) = (value_hash(b"key-0000017") >> 48, value_hash(b"key-0000018") >> 48);
+        assert!(x.abs_diff(y) > 16, "{x:x} {y:x}");
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub(crate) struct Inner<P: Projection> {
     pub(crate) opts: ViewOptions,
     pub(crate) engine: RwLock<Engine<P>>,
     pub(crate) generation: AtomicU64,
+    /// A generation of a new definition being built while the stored one answers
+    /// (`Ok(generation)`), or why that build failed.
+    pub(crate) building: parking_lot::Mutex<Option<std::result::Result<u64, String>>>,
 }
 
 /// One open view over a log. Cheap to clone; `Send + Sync`.
@@ -126,6 +129,21 @@ where
     /// `projection.name()` must be the view's name and its fingerprint the definition's
     /// ([`ViewDefinition::fingerprint`]) or one the application derives.
     pub fn open(log: Log, views_dir: &Path, def: ViewDefinition, projection: P, opts: ViewOptions) -> Result<Self> {
+        ViewHandle::open_with_previous(log, views_dir, def, projection, None, opts)
+    }
+
+    /// [`open`](ViewHandle::open), given the projection of the stored definition when it
+    /// differs and can be rebuilt from its file (`previous`): an async view then answers from
+    /// the stored generation at once while the new definition's is built on a thread, and
+    /// swaps it in when caught up (see [`ViewStatus::Rebuilding`]).
+    pub(crate) fn open_with_previous(
+        log: Log,
+        views_dir: &Path,
+        def: ViewDefinition,
+        projection: P,
+        previous: Option<P>,
+        opts: ViewOptions,
+    ) -> Result<Self> {
         def.validate()?;
         if projection.name() != def.name {
             return Err(Error::InvalidOptions(format!(
@@ -136,6 +154,8 @@ where
         }
         let dir = ViewDir::new(views_dir, &def.name);
         let stored = definition_file::read(&dir.definition_path())?;
+        // The generation to build on a thread, when the stored one answers meanwhile.
+        let mut deferred: Option<u64> = None;
         let (generation, engine) = match opts.mode {
             ViewMode::ReadOnly => {
                 let stored =
@@ -156,6 +176,12 @@ where
                 dir.create()?;
                 let generation = match stored {
                     Some(s) if s.fingerprint == def.fingerprint() => s.generation,
+                    Some(s) if opts.mode == ViewMode::Async && previous.is_some() => {
+                        // Serve the stored generation while the new one builds beside it.
+                        deferred =
+                            Some(dir.generations()?.last().copied().unwrap_or(s.generation).max(s.generation) + 1);
+                        s.generation
+                    }
                     Some(s) => {
                         // Another definition: build this one beside it, then swap.
                         let next = dir.generations()?.last().copied().unwrap_or(s.generation).max(s.generation) + 1;
@@ -170,20 +196,22 @@ where
                     }
                     None => 1,
                 };
-                let runner = ProjectionRunner::open(
-                    log.clone(),
-                    projection.clone(),
-                    dir.generation_dir(generation),
-                    opts.runner.clone(),
-                )
-                .map_err(|e| match e {
-                    Error::Locked { .. } => Error::ViewAlreadyOpen { view: def.name.clone() },
-                    e => e,
-                })?;
-                // Written after the generation exists (and is locked): a crash before this
-                // leaves a generation the next open reuses.
-                definition_file::write(&dir.definition_path(), &def, generation)?;
-                dir.remove_generations_except(generation)?;
+                let serving = match (&previous, deferred) {
+                    (Some(prev), Some(_)) => prev.clone(),
+                    _ => projection.clone(),
+                };
+                let runner =
+                    ProjectionRunner::open(log.clone(), serving, dir.generation_dir(generation), opts.runner.clone())
+                        .map_err(|e| match e {
+                        Error::Locked { .. } => Error::ViewAlreadyOpen { view: def.name.clone() },
+                        e => e,
+                    })?;
+                if deferred.is_none() {
+                    // Written after the generation exists (and is locked): a crash before
+                    // this leaves a generation the next open reuses.
+                    definition_file::write(&dir.definition_path(), &def, generation)?;
+                    dir.remove_generations_except(generation)?;
+                }
                 let engine = match opts.mode {
                     ViewMode::Async => {
                         let mut runner = runner;
@@ -199,7 +227,7 @@ where
                 (generation, engine)
             }
         };
-        Ok(ViewHandle {
+        let handle = ViewHandle {
             inner: Arc::new(Inner {
                 def,
                 log,
@@ -208,8 +236,13 @@ where
                 opts,
                 engine: RwLock::new(engine),
                 generation: AtomicU64::new(generation),
+                building: parking_lot::Mutex::new(None),
             }),
-        })
+        };
+        if let Some(next) = deferred {
+            handle.build_in_background(next)?;
+        }
+        Ok(handle)
     }
 
     /// The view's name.
@@ -346,7 +379,14 @@ where
     }
 
     fn status(&self) -> ViewStatus {
-        self.inner.engine.read().status()
+        let status = self.inner.engine.read().status();
+        match (&*self.inner.building.lock(), status) {
+            (Some(Ok(generation)), ViewStatus::Running) => ViewStatus::Rebuilding { generation: *generation },
+            (Some(Err(cause)), ViewStatus::Running) => {
+                ViewStatus::Failed { offset: self.position(), cause: format!("building the new definition: {cause}") }
+            }
+            (_, status) => status,
+        }
     }
 
     fn lag(&self) -> ViewLag {

@@ -98,9 +98,34 @@ impl ViewDir {
 }
 
 /// The views directory of a log at `log_dir` opened as a plain log: `LOG_DIR.views`, beside
-/// it (the log's own directory holds only its files).
+/// it (the log's own directory holds only its files). Spelled from the directory's name, so
+/// `events/` and `events` give the same `events.views`; a path without a name of its own
+/// (`.`, `..`, `/`) is resolved first.
 pub(crate) fn views_dir_beside(log_dir: &Path) -> PathBuf {
-    let mut s = log_dir.as_os_str().to_owned();
-    s.push(".views");
-    PathBuf::from(s)
+    let named = |p: &Path| Some((p.parent()?.to_path_buf(), p.file_name()?.to_owned()));
+    let resolved = std::fs::canonicalize(log_dir).ok();
+    match named(log_dir).or_else(|| resolved.as_deref().and_then(named)) {
+        Some((parent, name)) => {
+            let mut name = name;
+            name.push(".views");
+            parent.join(name)
+        }
+        // The root directory: nothing beside it.
+        None => log_dir.join("views"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logs_views_directory_is_beside_it_however_its_path_is_spelled() {
+        assert_eq!(views_dir_beside(Path::new("data/events")), Path::new("data/events.views"));
+        assert_eq!(views_dir_beside(Path::new("data/events/")), Path::new("data/events.views"));
+        assert_eq!(views_dir_beside(Path::new("events")), Path::new("events.views"));
+        let here = std::env::current_dir().unwrap();
+        let want = here.parent().unwrap().join(format!("{}.views", here.file_name().unwrap().to_string_lossy()));
+        assert_eq!(views_dir_beside(Path::new(".")), want);
+    }
 }

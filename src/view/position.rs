@@ -82,4 +82,11 @@ pub enum ViewStatus {
     },
     /// Read-only: a process that does not own the view reads its files and the log.
     ReadOnly,
+    /// The definition changed: the stored generation (of the previous definition) answers
+    /// queries and follows the log while `generation`, of the new definition, is built beside
+    /// it; it is swapped in when caught up.
+    Rebuilding {
+        /// The generation being built.
+        generation: u64,
+    },
 }

@@ -90,13 +90,19 @@ where
         if inner.opts.mode == ViewMode::ReadOnly {
             return Err(crate::Error::ReadOnly);
         }
+        if matches!(*inner.building.lock(), Some(Ok(_))) {
+            return Err(crate::Error::InvalidOptions(format!(
+                "view {:?} is being built for its new definition already",
+                inner.def.name
+            )));
+        }
         let replaced = self.generation();
         let generation = inner.dir.generations()?.last().copied().unwrap_or(replaced).max(replaced) + 1;
         let started = Instant::now();
         let gen_dir = inner.dir.generation_dir(generation);
         let records = build(&inner.log, inner.projection.clone(), &gen_dir, &inner.opts.runner, &mut progress)?;
         let build_time = started.elapsed();
-        let mut runner =
+        let runner =
             ProjectionRunner::open(inner.log.clone(), inner.projection.clone(), &gen_dir, inner.opts.runner.clone())?;
         let same_as_replaced = if verify {
             let at = runner.position();
@@ -117,7 +123,16 @@ where
         } else {
             None
         };
-        // The swap: under the engine's lock, so no query sees a half-swapped view.
+        let position = self.swap_in(runner, generation)?;
+        Ok(RebuildReport { generation, replaced, position, records, build_time, same_as_replaced })
+    }
+
+    /// Swap `runner` (of generation `generation`, caught up a moment ago) in: under the
+    /// engine's lock, so no query sees a half-swapped view, it catches up the last records, is
+    /// checkpointed, and `view.def` is replaced to name it; then the old engine is stopped
+    /// and the old generation removed. Returns the position at the swap.
+    fn swap_in(&self, mut runner: ProjectionRunner<P>, generation: u64) -> Result<u64> {
+        let inner = &self.inner;
         let mut engine = inner.engine.write();
         runner.run_until_caught_up()?;
         runner.checkpoint()?;
@@ -134,6 +149,36 @@ where
         // The old generation's final snapshot, if any, goes to a directory about to go.
         let _ = old.stop();
         inner.dir.remove_generations_except(generation)?;
-        Ok(RebuildReport { generation, replaced, position, records, build_time, same_as_replaced })
+        Ok(position)
+    }
+
+    /// Build generation `generation` of the current definition on a thread while the stored
+    /// generation answers, then swap it in. A failure is kept and reported by `status`; the
+    /// stored generation goes on answering.
+    pub(crate) fn build_in_background(&self, generation: u64) -> Result<()> {
+        *self.inner.building.lock() = Some(Ok(generation));
+        let me = self.clone();
+        let spawned = std::thread::Builder::new().name("tidelog-view-build".into()).spawn(move || {
+            let inner = &me.inner;
+            let gen_dir = inner.dir.generation_dir(generation);
+            let result = build(&inner.log, inner.projection.clone(), &gen_dir, &inner.opts.runner, &mut |_, _| {})
+                .and_then(|_| {
+                    let runner = ProjectionRunner::open(
+                        inner.log.clone(),
+                        inner.projection.clone(),
+                        &gen_dir,
+                        inner.opts.runner.clone(),
+                    )?;
+                    if matches!(*inner.engine.read(), Engine::Stopped) {
+                        return Ok(());
+                    }
+                    me.swap_in(runner, generation).map(|_| ())
+                });
+            *inner.building.lock() = match result {
+                Ok(()) => None,
+                Err(e) => Some(Err(e.to_string())),
+            };
+        });
+        spawned.map(|_| ()).map_err(|e| crate::Error::io("view build thread", e))
     }
 }

@@ -98,9 +98,25 @@ impl Views {
     }
 
     /// Open the aggregate view `def` (see [`AggregateView`]) and register it.
+    ///
+    /// If the stored definition differs and is a built-in aggregate, an async view answers
+    /// from the stored generation at once while the new definition's is built beside it
+    /// ([`ViewStatus::Rebuilding`](crate::ViewStatus::Rebuilding)); an inline one is built
+    /// before this returns.
     pub fn aggregate(&self, def: ViewDefinition, opts: ViewOptions) -> Result<ViewHandle<AggregateView>> {
         let projection = AggregateView::new(&def)?;
-        self.projection(def, projection, opts)
+        let stored = definition_file::read(&ViewDir::new(&self.shared.dir, &def.name).definition_path())?;
+        let previous = stored
+            .filter(|s| s.fingerprint != def.fingerprint())
+            .and_then(|s| s.builtin_definition().ok())
+            .and_then(|d| AggregateView::new(&d).ok());
+        if self.shared.views.read().contains_key(&def.name) {
+            return Err(Error::ViewAlreadyOpen { view: def.name });
+        }
+        let handle =
+            ViewHandle::open_with_previous(self.shared.log.clone(), &self.shared.dir, def, projection, previous, opts)?;
+        self.register(Arc::new(handle.clone()))?;
+        Ok(handle)
     }
 
     /// Open a view computed by `projection` (a user fold: `def` is usually

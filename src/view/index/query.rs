@@ -4,8 +4,9 @@
 
 use std::ops::Bound;
 
+use crate::format::view_index::value_hash;
 use crate::view::index::memory::MemIndex;
-use crate::view::index::sealed::{file_posting, SealedFile};
+use crate::view::index::sealed::{file_posting, SealedFile, Search};
 
 /// The records of one value in one segment: relative offsets, increasing.
 #[derive(Debug, Clone, Copy)]
@@ -79,11 +80,46 @@ pub struct IndexHit {
     pub offset: u64,
 }
 
+/// The records of `value` in each of `segs` (base offset and index), in their order.
+///
+/// The searches of the hashed files advance together, one probe of each per round: their
+/// loads do not depend on one another, so the processor overlaps their cache misses (see
+/// `sealed::Search`).
+fn postings_of_all<'a>(segs: impl Iterator<Item = (u64, &'a SegIndex)>, value: &[u8]) -> Vec<(u64, Postings<'a>)> {
+    let segs: Vec<(u64, &SegIndex)> = segs.collect();
+    let hash = value_hash(value);
+    let mut searches: Vec<Option<(Search, Option<usize>)>> = segs
+        .iter()
+        .map(|(_, s)| match s {
+            SegIndex::File(f) if f.is_hashed() => Some((f.search(hash), None)),
+            _ => None,
+        })
+        .collect();
+    loop {
+        let mut pending = false;
+        for ((_, seg), search) in segs.iter().zip(&mut searches) {
+            if let (SegIndex::File(f), Some((s, found @ None))) = (seg, search) {
+                *found = f.step(s);
+                pending |= found.is_none();
+            }
+        }
+        if !pending {
+            break;
+        }
+    }
+    segs.iter()
+        .zip(searches)
+        .map(|(&(base, seg), search)| match (seg, search) {
+            (SegIndex::File(f), Some((_, Some(first)))) => (base, f.postings_at(first, value)),
+            _ => (base, seg.postings(value)),
+        })
+        .collect()
+}
+
 /// Offsets of the records of `value` over `segs` (base offset and index), increasing.
 pub(crate) fn offsets<'a>(segs: impl Iterator<Item = (u64, &'a SegIndex)>, value: &[u8]) -> Vec<u64> {
     let mut out = Vec::new();
-    for (base, seg) in segs {
-        let p = seg.postings(value);
+    for (base, p) in postings_of_all(segs, value) {
         out.extend((0..p.len()).map(|i| base + u64::from(p.get(i))));
     }
     out
@@ -105,7 +141,7 @@ pub(crate) fn newest<'a>(segs: impl Iterator<Item = (u64, &'a SegIndex)>, value:
 
 /// The number of records of `value` over `segs`.
 pub(crate) fn count<'a>(segs: impl Iterator<Item = (u64, &'a SegIndex)>, value: &[u8]) -> u64 {
-    segs.map(|(_, s)| s.postings(value).len() as u64).sum()
+    postings_of_all(segs, value).iter().map(|(_, p)| p.len() as u64).sum()
 }
 
 /// The first `limit` records whose value lies in `(lo, hi)`, by (value, offset).
