@@ -5,7 +5,8 @@
 //! left by compaction), `apply` each inside the transaction, flush the log up to the new
 //! position (a writer handle: so the database never vouches for records a power loss could
 //! take from the log), store the position, commit. A failure anywhere rolls the whole batch
-//! back: the database keeps the previous batch's rows and position.
+//! back; when it was a record's `apply`, the records before that one are applied again in a
+//! transaction of their own, so the database ends exactly at the failed record.
 
 use std::sync::Arc;
 
@@ -39,9 +40,25 @@ impl<P: SqlProjection> Applier<P> {
     }
 
     /// Apply up to `limit` records from the position, in one transaction; how many.
-    /// `Error::ProjectionFailed` names the record whose `apply` failed (or panicked);
-    /// `Error::RecordsRemoved` says retention removed records the view still needs.
+    /// `Error::ProjectionFailed` names the record whose `apply` failed (or panicked): its
+    /// batch is rolled back, then the records before it are applied again and committed, so
+    /// the database stops exactly at the failed record. `Error::RecordsRemoved` says
+    /// retention removed records the view still needs.
     pub(crate) fn apply_batch(&mut self, limit: usize) -> Result<usize> {
+        match self.apply_records(limit, u64::MAX) {
+            Err(Error::ProjectionFailed { projection, offset, source }) => {
+                if offset > self.position {
+                    // Best effort: the failure reported is the record's, whatever this does.
+                    let _ = self.apply_records(limit, offset);
+                }
+                Err(Error::ProjectionFailed { projection, offset, source })
+            }
+            r => r,
+        }
+    }
+
+    /// [`apply_batch`](Applier::apply_batch), stopping before the record at `before`.
+    fn apply_records(&mut self, limit: usize, before: u64) -> Result<usize> {
         let name = self.projection.name().to_owned();
         let first = self.log.first_offset();
         if self.position < first {
@@ -51,9 +68,14 @@ impl<P: SqlProjection> Applier<P> {
         let place = self.db.place.clone();
         let tx = self.db.conn.transaction().map_err(|e| place.err(e))?;
         let mut applied = 0;
+        let mut next = self.position;
         while applied < limit {
             let Some(record) = cursor.next()? else { break };
             let offset = record.offset();
+            if offset >= before {
+                next = offset;
+                break;
+            }
             let projection = &self.projection;
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| projection.apply(&tx, &record)))
                 .unwrap_or_else(|_| Err("the view's apply panicked".into()));
@@ -62,11 +84,11 @@ impl<P: SqlProjection> Applier<P> {
                 return Err(Error::ProjectionFailed { projection: name, offset, source });
             }
             applied += 1;
+            next = cursor.position();
         }
         if applied == 0 {
             return Ok(0);
         }
-        let next = cursor.position();
         // IMPORTANT: the log is durable up to `next` before the database says it holds it.
         self.log.flush()?;
         write_position(&tx, &name, next).map_err(|e| place.err(e))?;

@@ -36,8 +36,9 @@ pub use handle::{SqliteOptions, SqliteView};
 /// `apply` runs inside the transaction that also stores the view's position: it must change
 /// the database only through `tx`, and must not commit or roll it back. It must be
 /// deterministic in the record (a rebuild applies the same records again to a new database).
-/// Its failure (an error or a panic) stops the view at that record; the batch it was part of
-/// is rolled back, so the database keeps the state and position of the last committed batch.
+/// Its failure (an error or a panic) stops the view at that record: the batch it was part of
+/// is rolled back, and the records before it are applied again and committed, so the database
+/// holds every record below the failed one and stores its offset as the position.
 pub trait SqlProjection: Send + Sync + 'static {
     /// The view's name: 1 to 255 bytes of `[A-Za-z0-9._-]`, not starting with `.`. The
     /// database is `DIR/NAME.db`.
