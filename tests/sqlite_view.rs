@@ -286,6 +286,10 @@ fn a_version_change_rebuilds_beside_the_old_database_and_swaps_it_in() {
     assert_eq!(figures(&old_reader).unwrap(), before);
 }
 
+/// A rebuild's catch-up once ran until a batch came back short of `batch_records`: with a
+/// writer appending faster than a batch commits (an fsync each), that never happened and the
+/// rebuild never returned. It now catches up to the end the log had when it started, and the
+/// new generation's runner goes on from there.
 #[test]
 fn a_rebuild_while_records_arrive_swaps_in_an_equal_database() {
     let tmp = tempfile::tempdir().unwrap();
