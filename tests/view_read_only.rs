@@ -99,3 +99,22 @@ fn a_topics_views_live_in_the_store_and_appends_through_them_publish_to_the_topi
     assert_eq!(Views::stored_in(&store.views_dir("orders")).unwrap()[0].name, "revenue");
     assert_eq!(views.lags(), vec![("revenue".to_owned(), view.lag())]);
 }
+
+#[test]
+fn an_async_view_over_a_read_only_follower_keeps_up_with_the_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let writer = Log::open(&dir, Options::default().segment_bytes(1 << 20)).unwrap();
+    let follower = Log::open_read_only(&dir, Options::default()).unwrap();
+    // The view's files are this process's own: another directory than the writer's views.
+    let views = Views::open_in(follower, tmp.path().join("follower-views"));
+    let view = views.aggregate(revenue(), ViewOptions::default()).unwrap();
+    let mut last = 0;
+    for i in 0..200 {
+        let (payload, product) = sale("apple", i);
+        let h = [Header { name: "product", value: product.as_bytes() }];
+        last = writer.append(Record::new(&payload).headers(&h)).unwrap();
+    }
+    let a = view.query_at_least(last + 1, Duration::from_secs(10), |s| s.get(b"apple").map(|g| g.records)).unwrap();
+    assert_eq!(a.value, Some(200));
+}

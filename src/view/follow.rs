@@ -144,6 +144,10 @@ where
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() < ACTIVE_SPELL {
                 std::thread::sleep(NAP);
+                if self.log.is_read_only() {
+                    // A follower sees another process's appends only once it looks again.
+                    self.log.refresh()?;
+                }
             } else {
                 // Idle: block until a record at our position is committed (appends in this
                 // process wake us at once), or the idle poll passes to look at the stop flag.
