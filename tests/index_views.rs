@@ -498,3 +498,49 @@ fn an_index_is_an_inline_view_of_the_registry_and_a_follower_waits_for_a_bound()
         matches!(err, Error::ViewNotUpToBound { position, bound, .. } if position == later + 1 && bound == later + 5)
     );
 }
+
+/// Fails every storage call on a secondary index file while `broken` is set.
+struct FailIndexWrites {
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl tidelog::testing::FaultInjector for FailIndexWrites {
+    fn before(&self, call: &tidelog::testing::IoCall<'_>) -> std::io::Result<()> {
+        let name = call.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        if name.contains(".vindex") && self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected: the device failed"));
+        }
+        Ok(())
+    }
+}
+
+/// A write of an index file that fails (a full disk, a failing device) is an error of the
+/// catch-up that met it, naming the file; the view serves nothing half-done and reports the
+/// failure as its status, and once the device works again the next query catches up and
+/// writes the file.
+#[test]
+fn a_failed_index_file_write_is_a_located_error_and_the_next_catch_up_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    let view = open(&log, by_key());
+    let faults = std::sync::Arc::new(FailIndexWrites { broken: true.into() });
+    let _guard = tidelog::testing::install(dir.path(), faults.clone());
+    let mut i = 0;
+    while log.segments().len() < 3 {
+        append(&log, i, (i % 256) as u8);
+        i += 1;
+    }
+    let err = view.catch_up().unwrap_err();
+    assert!(matches!(err, Error::Io { ref path, .. } if path.to_string_lossy().contains(".by-key.vindex")), "{err:?}");
+    assert!(matches!(View::status(&view), ViewStatus::Failed { .. }));
+    assert!(view_files(dir.path(), "by-key").is_empty());
+    assert!(
+        fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")),
+        "no temporary file is left"
+    );
+
+    faults.broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_matches_scan(&log, &view, &all_values());
+    assert_eq!(View::status(&view), ViewStatus::Running);
+    assert_eq!(view_files(dir.path(), "by-key").len(), log.segments().len() - 1);
+}
