@@ -422,6 +422,61 @@ pub enum Error {
         /// The operation asked for.
         operation: &'static str,
     },
+    /// A view query asked for a view at least as fresh as `bound`, and the view had not
+    /// reached it when the wait was over: it reflects the records below `position` only.
+    /// Nothing is wrong; ask again, wait longer, or accept an older answer.
+    #[error("view {view:?} is at position {position}, not yet up to the bound {bound}")]
+    ViewNotUpToBound {
+        /// The view's name.
+        view: String,
+        /// The view's position (next offset to apply) when the wait ended.
+        position: u64,
+        /// The position asked for.
+        bound: u64,
+    },
+    /// No view of this name: none is open in this registry, or none is stored in `dir`.
+    #[error("no view {view:?} in {dir:?}")]
+    UnknownView {
+        /// The name asked for.
+        view: String,
+        /// The views directory searched.
+        dir: PathBuf,
+    },
+    /// The view's definition holds a user function (a fold, or a function extracting the
+    /// group or value): only the application that defines it can open or rebuild it.
+    #[error("view {view:?} ({kind}) needs the application's code to be opened or rebuilt")]
+    ViewNeedsApplication {
+        /// The view's name.
+        view: String,
+        /// Its definition, described.
+        kind: String,
+    },
+    /// A view of this name is already open in this registry (or its directory is locked by
+    /// another process keeping it current).
+    #[error("view {view:?} is already open")]
+    ViewAlreadyOpen {
+        /// The view's name.
+        view: String,
+    },
+    /// A range of values was asked of a secondary index that keeps its values by hash: only
+    /// an index declared ordered answers ranges.
+    #[error("index {index:?} is not ordered: it answers lookups of one value, not ranges")]
+    IndexNotOrdered {
+        /// The index's name.
+        index: String,
+    },
+    /// The SQLite database of a read model (the `sqlite` feature) failed: opening it, its
+    /// schema, or a transaction. What was committed before stays, with its position.
+    #[error("view {view:?}: SQLite database {path:?}: {source}")]
+    ViewDatabase {
+        /// The view's name.
+        view: String,
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl Error {

@@ -49,6 +49,10 @@
 //! [`AggregateStore`] loads an [`Aggregate`] from its newest snapshot plus the stream's events
 //! after it, appends a command's events with the version it loaded, and answers a state as
 //! of an earlier version, offset or time; see `docs/event-sourcing.md`.
+//! [`Views`] keeps named read views of a log or topic current (asynchronously, or inline before
+//! an append returns): aggregates per group and user folds, queried with their position and a
+//! freshness bound, rebuilt beside themselves when their definition changes; see
+//! `docs/views.md`.
 //!
 //! The byte-level format is specified in `docs/format.md`, the durability contract in
 //! `docs/durability.md`, and how data flows between writer and readers in
@@ -76,6 +80,7 @@ mod stream;
 #[doc(hidden)]
 pub mod testing;
 mod time;
+mod view;
 
 pub use crate::aggregate::{
     Aggregate, AggregateOptions, AggregateStore, AsOf, Executed, HistoryEntry, Loaded, SnapshotPolicy, SnapshotTaken,
@@ -111,6 +116,18 @@ pub use crate::state_transfer::{
 pub use crate::store::StoreBackupReport;
 pub use crate::store::{validate_name, Store, StoreOptions, Topic, MAX_NAME_LEN};
 pub use crate::stream::{ExpectedVersion, StreamEvent, EVENT_ID_HEADER};
+pub use crate::view::index::{IndexHit, IndexOptions, IndexReport, IndexView};
+#[cfg(feature = "sqlite")]
+pub use crate::view::sqlite::{SqlProjection, SqliteOptions, SqliteView, POSITION_TABLE};
+pub use crate::view::{
+    AggregateState, AggregateView, GroupBy, GroupFn, GroupStats, RebuildReport, StoredView, ValueFn, ValueOf, View,
+    ViewAnswer, ViewDefinition, ViewHandle, ViewKind, ViewLag, ViewMode, ViewOptions, ViewStatus, Views,
+    VIEW_DEFINITION_VERSION, VIEW_MAX_FIELD_LEN, VIEW_MAX_NAME_LEN,
+};
+/// The SQLite bindings [`SqlProjection`] is written against (the `sqlite` feature), so that
+/// an application uses the same version.
+#[cfg(feature = "sqlite")]
+pub use rusqlite;
 
 /// Decode the record frame at `pos` in `bytes`, as recovery and readers do. Exposed for
 /// fuzzing and tools: returns the record or a classified error, and never panics.
@@ -135,6 +152,11 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/event-sourcing.md")]
 pub struct EventSourcingDoctests;
+
+/// docs/views.md's code blocks, compiled and run as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/views.md")]
+pub struct ViewsDoctests;
 
 #[cfg(test)]
 mod send_sync {

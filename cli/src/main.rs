@@ -30,6 +30,7 @@ mod time;
 mod topics;
 mod verify;
 mod verify_store;
+mod view;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -100,6 +101,8 @@ enum Command {
     Compact(compact::Args),
     /// Erase every record of a key from a store topic (segments, indexes, dead letters).
     Erase(erase::Args),
+    /// List, query, measure the lag of, or rebuild the read views of a log or topic.
+    View(view::ViewArgs),
 }
 
 fn main() -> ExitCode {
@@ -136,6 +139,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup::run(ctx, args),
         Command::Compact(args) => compact::run(ctx, args),
         Command::Erase(args) => erase::run(ctx, args),
+        Command::View(args) => view::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),

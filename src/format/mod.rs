@@ -9,6 +9,7 @@ pub(crate) mod frame;
 pub(crate) mod index;
 pub(crate) mod removed_streams;
 pub(crate) mod segment_header;
+pub(crate) mod view_index;
 
 pub(crate) use checkpoint::Checkpoint;
 pub(crate) use frame::{decode_frame, Frame, FrameHeader, RECORD_ALIGN, RECORD_HEADER_LEN};

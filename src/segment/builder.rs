@@ -217,6 +217,11 @@ impl BuiltSegment {
         for kind in [kinds[0], kinds[1], crate::format::index::KEY_INDEX] {
             storage::remove(self.paths.index(kind))?;
         }
+        // Secondary index files describe the old records too (derived data: their views
+        // build them again from the new ones).
+        for p in crate::segment::paths::view_index_files(&self.paths.data) {
+            storage::remove(&p)?;
+        }
         storage::rename(&build_path(&self.paths.data), &self.paths.data)?;
         // IMPORTANT: the new data must be in place for good before index files describe it.
         fsutil::fsync_dir(&self.dir)?;

@@ -10,6 +10,7 @@ use crate::format::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
 use crate::io::storage;
 use crate::segment::index::write_active_index_files;
+use crate::segment::paths::view_index_files;
 use crate::segment::{SegmentId, SegmentPaths, SparseEnd};
 
 /// Read and validate the segment header of an open data file.
@@ -47,10 +48,15 @@ pub(crate) fn create_segment_file(dir: &Path, base: u64, created_us: u64, capaci
 }
 
 /// Remove a segment's files (data first, so a crash never leaves indexes without data that a
-/// later open would misread; stray index files are ignored and overwritten).
+/// later open would misread; stray index files are ignored and overwritten), its secondary
+/// index files included (`{base:020}.{name}.vindex`, any index's: a stray one is ignored and
+/// removed by its index view).
 pub(crate) fn remove_segment_files(paths: &SegmentPaths) -> Result<()> {
     for p in [&paths.data, &paths.offset_index, &paths.time_index, &paths.key_index] {
         storage::remove(p)?;
+    }
+    for p in view_index_files(&paths.data) {
+        storage::remove(&p)?;
     }
     Ok(())
 }

@@ -36,6 +36,7 @@ use crate::Log;
 
 pub use backup::StoreBackupReport;
 pub(crate) use names::ensure_dir;
+pub(crate) use names::list_names;
 pub use names::{validate_name, MAX_NAME_LEN};
 pub use options::StoreOptions;
 pub(crate) use signal::instant_after;
@@ -44,6 +45,7 @@ use topic::TopicInner;
 
 const TOPICS_DIR: &str = "topics";
 const GROUPS_DIR: &str = "groups";
+const VIEWS_DIR: &str = "views";
 
 pub(crate) struct StoreShared {
     dir: PathBuf,
@@ -59,6 +61,11 @@ impl StoreShared {
     /// `DIR/groups/<topic>`: where the groups of `topic` keep their files.
     pub(crate) fn groups_dir(&self, topic: &str) -> PathBuf {
         self.dir.join(GROUPS_DIR).join(topic)
+    }
+
+    /// `DIR/views/<topic>`: where the read views of `topic` keep their files.
+    pub(crate) fn views_dir(&self, topic: &str) -> PathBuf {
+        self.dir.join(VIEWS_DIR).join(topic)
     }
 }
 
@@ -172,5 +179,13 @@ impl Store {
     pub fn group_names(&self, topic: &str) -> Result<Vec<String>> {
         validate_name("topic", topic)?;
         names::list_names(&self.shared.groups_dir(topic))
+    }
+}
+
+impl Store {
+    /// `DIR/views/<topic>`: where the read views of `topic` keep their files (see
+    /// [`Views::for_topic`](crate::Views::for_topic)).
+    pub fn views_dir(&self, topic: &str) -> PathBuf {
+        self.shared.views_dir(topic)
     }
 }

@@ -312,3 +312,10 @@ impl Topic {
         }
     }
 }
+
+impl Topic {
+    /// `STORE/views/TOPIC`: where this topic's read views keep their files.
+    pub(crate) fn views_dir(&self) -> PathBuf {
+        self.inner.store.views_dir(&self.inner.name)
+    }
+}

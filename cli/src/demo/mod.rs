@@ -20,6 +20,7 @@ mod ledger;
 mod project;
 mod state;
 mod store;
+mod views;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -126,6 +127,7 @@ struct Summary {
     projection: project::ProjectionSummary,
     store: store::StoreSummary,
     aggregate: aggregate::AggregateSummary,
+    view: views::ViewSummary,
 }
 
 /// Run `tidelog demo`.
@@ -356,6 +358,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
     state::run(&store_dir, &mut out, human)?;
     // 8. Event sourcing: an aggregate on a topic of the store, snapshots, a conflict, a time query.
     let aggregate = aggregate::run(&store_dir)?;
+    let view = views::run(&store_dir)?;
 
     let summary = Summary {
         dir: demo.root.display().to_string(),
@@ -378,6 +381,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
         projection,
         store,
         aggregate,
+        view,
     };
 
     if ctx.json {
@@ -404,6 +408,7 @@ pub fn run(ctx: Ctx, args: &Args) -> CliResult {
             .join("; ")
     )?;
     summary.aggregate.print(&mut out)?;
+    summary.view.print(&mut out, &store_dir)?;
     let mut latencies: Vec<u64> = summary.tail.iter().map(|t| t.latency_us).collect();
     latencies.sort_unstable();
     let latency = |us: Option<&u64>| render::duration(Duration::from_micros(us.copied().unwrap_or(0)));
