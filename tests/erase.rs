@@ -75,6 +75,8 @@ fn an_erased_key_is_in_no_file_of_the_store() {
     for pos in [100u64, 2500] {
         std::fs::write(sd.path_for(pos), format!("state holding {}", secret(0))).unwrap();
     }
+    // The projection is closed before the erasure (one still open would refuse it).
+    drop(sd);
     let before: Vec<_> = topic.iter(0).unwrap().map(|r| r.unwrap()).collect();
     assert!(!files_containing(&store_dir, KEY).is_empty(), "the test looks for bytes that are there");
 
@@ -83,7 +85,7 @@ fn an_erased_key_is_in_no_file_of_the_store() {
     assert_eq!(report.dead_letters_erased, 1);
     assert_eq!(report.first_erased_offset, Some(3));
     assert_eq!(report.snapshots_removed.len(), 2, "{report:?}");
-    assert!(sd.path_for(2).exists(), "a snapshot before the first erased record stays");
+    assert!(SnapshotDir::open_read_only(&snaps).path_for(2).exists(), "a snapshot before the first erased record stays");
 
     for dir in [&store_dir, &snaps] {
         assert_eq!(files_containing(dir, KEY), Vec::<String>::new(), "the key");
@@ -171,4 +173,47 @@ fn an_erasure_with_appends_running_removes_every_record_from_before_it() {
             assert!(r.offset >= start, "record {} of the key was appended before the erasure", r.offset);
         }
     }
+}
+
+/// A read view grouped by key holds the key in its state and snapshots. An erasure through
+/// the topic is refused while the view is open (it would write the key into its next
+/// snapshot) and changes nothing; once the view is stopped, the erasure removes the view's
+/// snapshots that covered the key, no file of the store holds the key, and the view reopened
+/// from the log no longer knows it.
+#[test]
+fn an_erasure_cleans_the_topics_read_views_and_waits_for_them_to_close() {
+    use tidelog::{GroupBy, ValueOf, ViewDefinition, ViewOptions, Views};
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    let store = Store::open(&store_dir, small_store_options()).unwrap();
+    let topic = store.topic("people").unwrap();
+    let def = || ViewDefinition::aggregate("per-person", 1, GroupBy::Key, ValueOf::Nothing);
+    let views = Views::for_topic(&topic).unwrap();
+    let view = views.aggregate(def(), ViewOptions::default()).unwrap();
+    let mut last = 0;
+    for i in 0..50u32 {
+        let key: &[u8] = if i % 5 == 0 { KEY } else { b"bob" };
+        last = topic.publish(Record::new(secret(i).as_bytes()).key(key)).unwrap();
+    }
+    let before = view.query_at_least(last + 1, Duration::from_secs(10), |s| s.get(KEY).map(|g| g.records)).unwrap();
+    assert_eq!(before.value, Some(10));
+
+    let refused = topic.erase(KEY).unwrap_err();
+    assert!(matches!(refused, tidelog::Error::Locked { .. }), "{refused:?}");
+    assert_eq!(topic.read(0).unwrap().key(), Some(KEY), "a refused erasure changes nothing");
+
+    view.stop().unwrap();
+    drop(view);
+    drop(views);
+    let report = topic.erase(KEY).unwrap();
+    assert_eq!(report.records_erased, 10);
+    assert!(files_containing(&store_dir, KEY).is_empty(), "{:?}", files_containing(&store_dir, KEY));
+
+    let views = Views::for_topic(&topic).unwrap();
+    let view = views.aggregate(def(), ViewOptions::default()).unwrap();
+    let end = topic.next_offset();
+    let after = view
+        .query_at_least(end, Duration::from_secs(10), |s| (s.get(KEY).is_some(), s.get(b"bob").map(|g| g.records)))
+        .unwrap();
+    assert_eq!(after.value, (false, Some(40)));
 }

@@ -94,12 +94,16 @@ impl Log {
         if self.is_read_only() {
             return Err(Error::ReadOnly);
         }
+        // The snapshot directories are locked before anything changes: a projection or view
+        // that has one open holds the key in memory and would write it into its next
+        // snapshot, so the erasure is refused (`Error::Locked`) until it is closed.
+        let held = snapshots::lock_all(&opts.snapshot_dirs)?;
         let (records_erased, segments_rewritten, first) = erase_where(self, |r| r.key() == Some(key))?;
         self.forget_stream(key)?;
         let mut report =
             EraseReport { records_erased, segments_rewritten, first_erased_offset: first, ..EraseReport::default() };
         if let Some(first) = first {
-            report.snapshots_removed = snapshots::remove_covering(&opts.snapshot_dirs, first)?;
+            report.snapshots_removed = snapshots::remove_covering(&held, first)?;
         }
         if opts.marker {
             let marker = erasure_marker_key(key);

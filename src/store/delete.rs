@@ -5,20 +5,21 @@
 //! 1. take the writer lock of the topic's log and of every log under its groups' directory
 //!    (a group's state log holds the group's lock): if anyone holds one, nothing changes and
 //!    the answer is [`Error::TopicInUse`];
-//! 2. rename `groups/<topic>` to the tombstone `groups/<topic>~deleted`, fsync `groups/`;
+//! 2. rename `groups/<topic>` to the tombstone `groups/<topic>~deleted`, fsync `groups/`,
+//!    then the same for the topic's read views, `views/<topic>`;
 //! 3. rename `topics/<topic>` to `topics/<topic>~deleted`, fsync `topics/`: from here on the
 //!    topic does not exist;
 //! 4. remove the tombstones' contents.
 //!
 //! `~` is not allowed in names ([`validate_name`]), so a tombstone is never listed as a topic
 //! or a group, and a topic created again under the same name starts empty. A crash after
-//! step 2 leaves the topic without its groups (as if they had been deleted first), never
-//! groups without their topic that a new topic of the same name would inherit. Tombstones
+//! step 2 leaves the topic without its groups or views (as if they had been deleted first), never
+//! groups or views without their topic that a new topic of the same name would inherit. Tombstones
 //! a crash left behind are removed by the next deletion, before it renames anything.
 
 use std::path::{Path, PathBuf};
 
-use super::{validate_name, Store, GROUPS_DIR, TOPICS_DIR};
+use super::{validate_name, Store, GROUPS_DIR, TOPICS_DIR, VIEWS_DIR};
 use crate::error::{Error, Result};
 use crate::io::{storage, DirLock};
 
@@ -42,8 +43,12 @@ impl Store {
 
         sweep_tombstones(&self.shared.dir.join(GROUPS_DIR))?;
         sweep_tombstones(&self.shared.dir.join(TOPICS_DIR))?;
+        sweep_tombstones(&self.shared.dir.join(VIEWS_DIR))?;
+        // The read views go with the topic (they are derived from it); a view kept current
+        // holds the topic's writer, so the locks above already refuse a deletion under one.
+        let views_dir = self.shared.views_dir(name);
         let mut tombstones = Vec::new();
-        for dir in [&groups_dir, &topic_dir] {
+        for dir in [&groups_dir, &views_dir, &topic_dir] {
             if dir.is_dir() {
                 let tomb = tombstone(dir);
                 storage::rename(dir, &tomb)?;

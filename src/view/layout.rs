@@ -97,6 +97,26 @@ impl ViewDir {
     }
 }
 
+/// The state directories (every generation) of every view in `views_dir`: what an erasure
+/// must clean, since a view's state may hold a key (a group) or values of its records.
+pub(crate) fn state_dirs(views_dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(views_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(views_dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.at(views_dir)?.path();
+        if path.is_dir() {
+            let view = ViewDir::from_path(&path);
+            out.extend(view.generations()?.into_iter().map(|g| view.generation_dir(g)));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The views directory of a log at `log_dir` opened as a plain log: `LOG_DIR.views`, beside
 /// it (the log's own directory holds only its files). Spelled from the directory's name, so
 /// `events/` and `events` give the same `events.views`; a path without a name of its own

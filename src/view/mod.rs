@@ -48,6 +48,8 @@ pub use position::{ViewAnswer, ViewLag, ViewStatus};
 pub use rebuild::RebuildReport;
 pub use registry::Views;
 
+pub(crate) use layout::state_dirs;
+
 use std::time::Duration;
 
 use crate::error::Result;
