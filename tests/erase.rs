@@ -85,7 +85,10 @@ fn an_erased_key_is_in_no_file_of_the_store() {
     assert_eq!(report.dead_letters_erased, 1);
     assert_eq!(report.first_erased_offset, Some(3));
     assert_eq!(report.snapshots_removed.len(), 2, "{report:?}");
-    assert!(SnapshotDir::open_read_only(&snaps).path_for(2).exists(), "a snapshot before the first erased record stays");
+    assert!(
+        SnapshotDir::open_read_only(&snaps).path_for(2).exists(),
+        "a snapshot before the first erased record stays"
+    );
 
     for dir in [&store_dir, &snaps] {
         assert_eq!(files_containing(dir, KEY), Vec::<String>::new(), "the key");

@@ -156,9 +156,17 @@ mod tests {
         t.publish(Record::new(b"x")).unwrap();
         t.group("billing", GroupOptions::default()).unwrap().close().unwrap();
         s.topic("other").unwrap();
+        // A read view's files (derived from the topic) go with it.
+        let views = s.views_dir("orders").join("revenue");
+        std::fs::create_dir_all(&views).unwrap();
+        std::fs::write(views.join("view.def"), b"x").unwrap();
         drop(t);
         // The writer is held by the handle the store caches until every clone is dropped.
         s.delete_topic("orders").unwrap();
+        assert!(
+            !s.views_dir("orders").exists()
+                && s.views_dir("orders").parent().unwrap().read_dir().unwrap().next().is_none()
+        );
         assert_eq!(s.topic_names().unwrap(), ["other"]);
         assert!(s.group_names("orders").unwrap().is_empty());
         assert!(!tmp.path().join("topics/orders~deleted").exists());
