@@ -157,3 +157,25 @@ fn many_groups_with_dead_letters_open_under_a_low_descriptor_limit() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&format!("GROUPS opened {GROUPS}")), "{stdout}");
 }
+
+/// An idle group is meant to cost little disk, so that a topic can have a thousand of them:
+/// under 64 KiB each, counted in allocated blocks, after consuming and after a reopen (a
+/// state log's first segment is 16 KiB; its index files, checkpoint, wake file and the
+/// group's snapshot take a block each).
+#[test]
+fn an_idle_group_takes_under_64_kib_of_disk_even_after_a_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tidelog::Store::open(tmp.path(), tidelog::StoreOptions::default()).unwrap();
+    let t = store.topic("t").unwrap();
+    publish_n(&t, 10, "e");
+    for round in 0..2 {
+        let g = t.group("g", tidelog::GroupOptions::default()).unwrap();
+        if round == 0 {
+            let ds = poll_n(&g, 10);
+            g.ack_batch(&ds).unwrap();
+        }
+        g.close().unwrap();
+        let bytes = disk_bytes(&tmp.path().join("groups/t/g"));
+        assert!(bytes < 64 << 10, "round {round}: a group takes {bytes} bytes on disk");
+    }
+}

@@ -47,7 +47,7 @@ pub(crate) fn state_log_options(store: &StoreOptions, flush_every: Option<std::t
 }
 
 /// Size of the first segment of a group's state log (or `state_segment_bytes` if smaller).
-pub(crate) const FIRST_STATE_SEGMENT_BYTES: u64 = 64 << 10;
+pub(crate) const FIRST_STATE_SEGMENT_BYTES: u64 = 16 << 10;
 
 /// Open a group's state log for writing (its lock is the group's lock), creating it if
 /// missing. Sized to need: a new state log starts with a small segment
