@@ -113,6 +113,16 @@ pub struct Args {
     /// never), as `tail -f --idle-exit`.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub idle_exit: Option<Duration>,
+    /// Instead of writing records: rebuild the read views of the log or topic (every topic
+    /// of a store without TOPIC) from the log, each beside the live one and then swapped in,
+    /// as `tidelog view rebuild` does for one.
+    #[arg(long, conflicts_with_all = ["from", "to", "key", "headers", "pace", "follow", "limit", "idle_exit"])]
+    pub views: bool,
+    /// Instead of writing records: write a fresh snapshot of every consumer group of the
+    /// topic (every topic of the store without TOPIC), as `tidelog snapshot create` does for
+    /// one. Projections' snapshots are written by the application that defines them.
+    #[arg(long, conflicts_with_all = ["from", "to", "key", "headers", "pace", "follow", "limit", "idle_exit"])]
+    pub snapshots: bool,
 }
 
 fn parse_factor(s: &str) -> Result<f64, String> {
@@ -120,6 +130,37 @@ fn parse_factor(s: &str) -> Result<f64, String> {
         Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
         _ => Err(format!("`{s}` is not a speed factor (a number > 0, like 1 or 10)")),
     }
+}
+
+/// `--views` and `--snapshots`: rebuild what is derived from the log instead of writing it.
+fn rebuild_derived(ctx: Ctx, args: &Args) -> CliResult {
+    if args.views {
+        let n = crate::view::rebuild_all(ctx, &args.dir, args.topic.as_deref())?;
+        if !ctx.json {
+            writeln!(io::stdout().lock(), "{} rebuilt from the log", crate::render::plural(n as u64, "view"))?;
+        }
+    }
+    if args.snapshots {
+        if Log::open_read_only(&args.dir, Options::default()).is_ok() {
+            return Err(CliError::Usage(format!(
+                "{} is a log: it has no consumer groups, and a projection's snapshots are written by the \
+                 application that defines it",
+                args.dir.display()
+            )));
+        }
+        let store = open_store(&args.dir)?;
+        let topics = match &args.topic {
+            Some(t) => vec![t.clone()],
+            None => store.topic_names().map_err(CliError::log("listing the topics"))?,
+        };
+        for topic in topics {
+            let groups = store.group_names(&topic).map_err(CliError::log(format!("listing the groups of {topic}")))?;
+            for group in groups {
+                crate::snapshot::create(ctx, &args.dir, &topic, &group)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Open what DIR [TOPIC] names, read-only.
@@ -177,7 +218,10 @@ fn matches(rec: &RecordView<'_>, args: &Args) -> bool {
 }
 
 /// Run `tidelog replay`.
-pub fn run(_ctx: Ctx, args: &Args) -> CliResult {
+pub fn run(ctx: Ctx, args: &Args) -> CliResult {
+    if args.views || args.snapshots {
+        return rebuild_derived(ctx, args);
+    }
     let log = open(args)?;
     let mut next = start(&log, args.from)?;
     // Without -f, the replay ends at the end the log had when it started.

@@ -327,7 +327,8 @@ fn finish_prune(ctx: Ctx, dir: &Path, removed: &[PathBuf], kept: u64) -> CliResu
     Ok(())
 }
 
-fn create(ctx: Ctx, dir: &Path, topic: &str, group: &str) -> CliResult {
+/// Write a fresh snapshot of a closed consumer group by opening and closing it.
+pub fn create(ctx: Ctx, dir: &Path, topic: &str, group: &str) -> CliResult {
     let store = open_store(dir)?;
     let t = existing_group(&store, topic, group)?;
     let g = t.group(group, GroupOptions::default()).map_err(|e| match e {

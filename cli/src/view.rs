@@ -367,6 +367,37 @@ fn lag(ctx: Ctx, target: &Target) -> CliResult {
 
 fn rebuild(ctx: Ctx, target: &Target, verify: bool) -> CliResult {
     let (at, s) = one_view(target)?;
+    rebuild_one(ctx, &at, &s, verify)
+}
+
+/// Rebuild every built-in view of the log at DIR, or of a store's topic (every topic without
+/// one), from the log (`tidelog replay --views`). Index views are passed over (each open
+/// checks and rebuilds their files); views of user functions need the application and are
+/// reported, not rebuilt. Returns the number of views rebuilt.
+pub fn rebuild_all(ctx: Ctx, dir: &std::path::Path, topic: Option<&str>) -> CliResult<usize> {
+    let target = Target { dir: dir.to_path_buf(), first: topic.map(str::to_owned), second: None };
+    let mut rebuilt = 0;
+    for at in locate(&target)? {
+        for s in stored(&at)? {
+            if s.kind == "index" {
+                continue;
+            }
+            if !s.is_builtin() {
+                writeln!(
+                    io::stdout().lock(),
+                    "view {} uses a function of the application's: it is rebuilt by the application, not here",
+                    s.name
+                )?;
+                continue;
+            }
+            rebuild_one(ctx, &at, &s, false)?;
+            rebuilt += 1;
+        }
+    }
+    Ok(rebuilt)
+}
+
+fn rebuild_one(ctx: Ctx, at: &Located, s: &StoredView, verify: bool) -> CliResult {
     if s.kind == "index" {
         return Err(CliError::Usage(format!(
             "view {} is an index: each open checks its per-segment files and builds again any that is \
