@@ -122,7 +122,7 @@ pub use crate::view::sqlite::{SqlProjection, SqliteOptions, SqliteView, POSITION
 pub use crate::view::{
     AggregateState, AggregateView, GroupBy, GroupFn, GroupStats, RebuildReport, StoredView, ValueFn, ValueOf, View,
     ViewAnswer, ViewDefinition, ViewHandle, ViewKind, ViewLag, ViewMode, ViewOptions, ViewStatus, Views,
-    VIEW_DEFINITION_VERSION, VIEW_MAX_FIELD_LEN, VIEW_MAX_NAME_LEN,
+    VIEW_CHECKPOINT_EVERY_RECORDS, VIEW_DEFINITION_VERSION, VIEW_MAX_FIELD_LEN, VIEW_MAX_NAME_LEN,
 };
 /// The SQLite bindings [`SqlProjection`] is written against (the `sqlite` feature), so that
 /// an application uses the same version.

@@ -18,7 +18,16 @@ impl Log {
     /// [`Log::next_offset`]). An offset below [`Log::first_offset`] gives
     /// [`Error::OffsetOutOfRange`] on the first call.
     pub fn cursor(&self, offset: u64) -> Cursor {
-        Cursor { log: self.clone(), segs: Arc::new(Vec::new()), idx: 0, pos: 0, next: offset, positioned: false }
+        Cursor {
+            log: self.clone(),
+            segs: Arc::new(Vec::new()),
+            idx: 0,
+            pos: 0,
+            next: offset,
+            positioned: false,
+            known_end: 0,
+            seg_end: 0,
+        }
     }
 
     /// An iterator over copies of the records from `offset` to the current end.
@@ -35,6 +44,13 @@ pub struct Cursor {
     pos: usize,
     next: u64,
     positioned: bool,
+    /// The log's committed end when last looked at. Committed records never change, so
+    /// the cursor reads up to here without looking again: the end is written by every
+    /// append, and a reader on another core loading it per record took the cache line from
+    /// the writer each time (appends with a view following them ran at 0.65 of their rate).
+    known_end: u64,
+    /// The current segment's end offset when last looked at; 0: look again.
+    seg_end: u64,
 }
 
 impl std::fmt::Debug for Cursor {
@@ -75,6 +91,7 @@ impl Cursor {
             }
         };
         self.positioned = true;
+        self.seg_end = 0;
         Ok(())
     }
 
@@ -82,19 +99,27 @@ impl Cursor {
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<RecordView<'_>>> {
         loop {
-            let mut committed = self.log.next_offset();
-            if self.next >= committed && self.log.inner.read_only {
-                self.log.refresh()?;
-                committed = self.log.next_offset();
-            }
-            if self.next >= committed {
-                return Ok(None);
+            if self.next >= self.known_end {
+                let mut committed = self.log.next_offset();
+                if self.next >= committed && self.log.inner.read_only {
+                    self.log.refresh()?;
+                    committed = self.log.next_offset();
+                }
+                if self.next >= committed {
+                    return Ok(None);
+                }
+                self.known_end = committed;
             }
             if !self.positioned {
                 self.locate()?;
             }
-            let seg_end = self.segs[self.idx].next_offset();
+            if self.next >= self.seg_end {
+                self.seg_end = self.segs[self.idx].next_offset();
+            }
+            let seg_end = self.seg_end;
             if self.next >= seg_end {
+                // Moving to another segment (or positioning afresh): its end is looked up.
+                self.seg_end = 0;
                 if self.idx + 1 >= self.segs.len() {
                     self.segs = self.log.inner.segments.read().clone();
                     self.idx = self.segs.partition_point(|s| s.base_offset < self.next).saturating_sub(1);

@@ -46,13 +46,25 @@ pub struct ViewOptions {
     pub mode: ViewMode,
     /// Checkpoints (snapshot frequency, retention) and the runner's idle poll. Keep spaced
     /// snapshots ([`SnapshotRetention::spaced`](crate::SnapshotRetention::spaced)) to make
-    /// as-of queries of old offsets cheap.
+    /// as-of queries of old offsets cheap. Default: [`RunnerOptions::default`] with a
+    /// checkpoint every [`VIEW_CHECKPOINT_EVERY_RECORDS`] records (or 10 s).
     pub runner: RunnerOptions,
 }
 
+/// Records between two checkpoints of a view by default: 1,000,000. A checkpoint makes the
+/// log durable up to the view's position (a snapshot is never ahead of the log after a
+/// crash) and writes the state; at the projection layer's default of 10,000, a view kept
+/// current at a million records a second flushed the log a hundred times a second, and the
+/// writer lost nearly half its rate to those flushes. A crash costs at most this many records
+/// replayed on the next open (about 50 ms at the rebuild rate of a count view).
+pub const VIEW_CHECKPOINT_EVERY_RECORDS: u64 = 1_000_000;
+
 impl Default for ViewOptions {
     fn default() -> ViewOptions {
-        ViewOptions { mode: ViewMode::Async, runner: RunnerOptions::default() }
+        ViewOptions {
+            mode: ViewMode::Async,
+            runner: RunnerOptions::default().checkpoint_every_records(VIEW_CHECKPOINT_EVERY_RECORDS),
+        }
     }
 }
 

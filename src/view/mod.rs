@@ -43,7 +43,7 @@ pub use definition::{
     GroupBy, GroupFn, ValueFn, ValueOf, ViewDefinition, ViewKind, VIEW_MAX_FIELD_LEN, VIEW_MAX_NAME_LEN,
 };
 pub use definition_file::{StoredView, VIEW_DEFINITION_VERSION};
-pub use handle::{ViewHandle, ViewMode, ViewOptions};
+pub use handle::{ViewHandle, ViewMode, ViewOptions, VIEW_CHECKPOINT_EVERY_RECORDS};
 pub use position::{ViewAnswer, ViewLag, ViewStatus};
 pub use rebuild::RebuildReport;
 pub use registry::Views;

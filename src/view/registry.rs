@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -31,6 +32,9 @@ struct Shared {
     /// Held by an append through the registry while it appends and updates inline views,
     /// so that inline views see appends in order and each append returns after its views.
     append: Mutex<()>,
+    /// The inline views registered: with none, an append goes straight to the log (no lock,
+    /// no look at the registry), so async views cost the writer nothing here.
+    inline: AtomicUsize,
 }
 
 /// The views of one log: open them by definition, look them up by name, and append through
@@ -78,7 +82,14 @@ impl Views {
 
     fn new(log: Log, topic: Option<Topic>, dir: PathBuf) -> Views {
         Views {
-            shared: Arc::new(Shared { log, topic, dir, views: RwLock::new(BTreeMap::new()), append: Mutex::new(()) }),
+            shared: Arc::new(Shared {
+                log,
+                topic,
+                dir,
+                views: RwLock::new(BTreeMap::new()),
+                append: Mutex::new(()),
+                inline: AtomicUsize::new(0),
+            }),
         }
     }
 
@@ -171,13 +182,20 @@ impl Views {
         if views.contains_key(&name) {
             return Err(Error::ViewAlreadyOpen { view: name });
         }
+        if view.mode() == ViewMode::Inline {
+            self.shared.inline.fetch_add(1, Ordering::SeqCst);
+        }
         views.insert(name, view);
         Ok(())
     }
 
     /// Forget view `name` (it is not stopped: drop or stop its handles for that). Returns it.
     pub fn unregister(&self, name: &str) -> Option<Arc<dyn View>> {
-        self.shared.views.write().remove(name)
+        let view = self.shared.views.write().remove(name);
+        if view.as_ref().is_some_and(|v| v.mode() == ViewMode::Inline) {
+            self.shared.inline.fetch_sub(1, Ordering::SeqCst);
+        }
+        view
     }
 
     /// The registered view `name`.
@@ -238,6 +256,14 @@ impl Views {
     /// An inline view that fails is stopped (its status and queries report the offset and
     /// the cause); the append itself stands and is returned: the records are in the log.
     pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
+        if self.shared.inline.load(Ordering::SeqCst) == 0 {
+            // No inline view to bring up to date (one registered meanwhile catches up from
+            // the log itself when it opens, and at the next append).
+            return match &self.shared.topic {
+                Some(t) => t.publish_batch(records),
+                None => self.shared.log.append_batch(records),
+            };
+        }
         let _g = self.shared.append.lock();
         let range = match &self.shared.topic {
             Some(t) => t.publish_batch(records)?,
