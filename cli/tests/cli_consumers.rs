@@ -1,6 +1,8 @@
 //! The store commands of the `tidelog` binary: `tail [-f]`, `consumers`, `dlq list|redrive`,
 //! on a store written through the library, with human and JSON output.
 
+mod support;
+
 #[path = "../../tests/consumer_support/mod.rs"]
 mod consumer_support;
 
@@ -11,26 +13,12 @@ use std::time::{Duration, Instant};
 
 use consumer_support::{open_store, poll_n, quick_group, tree};
 use serde_json::Value;
+use support::{p, text, tidelog};
 use tidelog::{Record, Store};
 
-fn tidelog(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidelog")).args(args).output().expect("run the tidelog binary")
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
+/// Run with `--json`, expect success, parse the document.
 fn json(args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let o = tidelog(&all);
-    assert_eq!(o.status.code(), Some(0), "{args:?}\n{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&o)))
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
+    support::json(args, 0)
 }
 
 /// A store with topic `orders` (20 events), group `billing` (10 acked, 2 rejected, 1 nacked

@@ -1,34 +1,21 @@
 //! `tidelog consumers list|reset|delete` and `tidelog dlq purge`: changing a group that no
 //! process has open, refused while one has; a dry run changes nothing.
 
+mod support;
+
 #[path = "../../tests/consumer_support/mod.rs"]
 mod consumer_support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use consumer_support::{open_store, poll_n, quick_group, tree};
 use serde_json::Value;
+use support::{p, text, tidelog};
 use tidelog::{Record, Store};
 
-fn tidelog(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidelog")).args(args).output().expect("run the tidelog binary")
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
+/// Run with `--json`, expect success, parse the document.
 fn json(args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let o = tidelog(&all);
-    assert_eq!(o.status.code(), Some(0), "{args:?}\n{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&o)))
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
+    support::json(args, 0)
 }
 
 /// Topic `orders` with 10 events (the last 4 published a few milliseconds after the first 6),

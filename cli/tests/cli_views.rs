@@ -2,29 +2,20 @@
 //! views and a store topic's, human and JSON output, and the user-function view that only
 //! the application can open.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::{text, tidelog};
 use tidelog::{
     GroupBy, Header, IndexOptions, Log, Options, Record, Store, StoreOptions, ValueOf, ViewDefinition, ViewMode,
     ViewOptions, Views,
 };
 
-fn tidelog(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidelog")).args(args).output().expect("run the tidelog binary")
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
+/// Run with `--json`, expect success, parse the document.
 fn json(args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let o = tidelog(&all);
-    assert_eq!(o.status.code(), Some(0), "{args:?}\n{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&o)))
+    support::json(args, 0)
 }
 
 /// 30 sales of three products (amount i), through an inline `revenue` view; a user-function
