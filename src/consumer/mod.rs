@@ -18,6 +18,7 @@
 //! * [`registry`]: finding and opening groups from a store or topic;
 //! * [`retention`]: releasing consumed segments.
 
+mod cleanup;
 pub(crate) mod dead_letters;
 pub(crate) mod delivery;
 pub(crate) mod group;

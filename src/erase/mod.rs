@@ -12,6 +12,7 @@
 //! erased key's FNV-1a 128 digest ([`erasure_marker_key`]): it does not hold the key, but a
 //! key that can be guessed (an e-mail address) can be confirmed by computing its digest.
 
+mod dead_letters;
 mod records;
 mod snapshots;
 mod topic;

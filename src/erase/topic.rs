@@ -4,8 +4,8 @@
 //! its snapshots) holds offsets and delivery bookkeeping, never an event's key or payload, so
 //! it is left as it is.
 
+use super::dead_letters;
 use super::{EraseOptions, EraseReport};
-use crate::consumer::dead_letters;
 use crate::error::Result;
 use crate::store::Topic;
 

@@ -18,7 +18,6 @@
 
 mod attached;
 mod backup;
-mod cleanup;
 mod delete;
 mod names;
 mod options;

@@ -7,12 +7,9 @@
 //!
 //! Layouts in `docs/format.md` ("Dead-letter records").
 
-mod erase;
 mod legacy;
 pub(crate) mod purge;
 mod record;
-
-pub(crate) use erase::erase_key;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{log_options, persisted};
+use crate::consumer::dead_letters::{log_options, persisted};
 use crate::consumer::persist::GroupPaths;
 use crate::error::{Error, Result};
 use crate::store::Topic;
@@ -23,7 +23,7 @@ pub(crate) fn erase_key(topic: &Topic, group: &str, key: &[u8]) -> Result<u64> {
     }
     let paths = GroupPaths::new(topic, group);
     let dl = Log::open(&paths.dead_letters, log_options(topic.store().options()))?;
-    let (n, _, _) = crate::erase::erase_where(&dl, |r| offsets.contains(&r.offset()))?;
+    let (n, _, _) = super::erase_where(&dl, |r| offsets.contains(&r.offset()))?;
     dl.close()?;
     Ok(n)
 }
