@@ -16,13 +16,12 @@
 mod common;
 mod projection_support;
 
-use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{child_test, Rng};
+use common::{child_test, kill_when_ready, Rng};
 use projection_support::{full_replay, open_log, Tally};
 use tidelog::{ProjectionRunner, Record, RunnerOptions, SnapshotRetention};
 
@@ -73,31 +72,13 @@ fn child_projector() {
 fn run_and_kill(dir: &Path, round: u64, rng: &mut Rng) -> Option<u64> {
     let progress = dir.join(PROGRESS);
     let _ = std::fs::remove_file(&progress);
-    let mut child = child_test("child_projector")
+    let child = child_test("child_projector")
         .env(ENV_DIR, dir)
         .env(ENV_SEED, rng.next_u64().to_string())
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the child");
-    let started = Instant::now();
-    while !std::fs::read_to_string(&progress).is_ok_and(|p| p.starts_with("READY")) {
-        if child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            panic!("round {round}: the child did not start: {stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(Duration::from_millis(rng.range(5, 151)));
-    let exited = child.try_wait().unwrap();
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(exited.is_none(), "round {round}: the child exited by itself ({status}): {stderr}");
-    assert_eq!(status.signal(), Some(9), "round {round}: the child was not killed by SIGKILL: {status}: {stderr}");
+    kill_when_ready(child, &progress, round, Duration::from_secs(30), Duration::from_millis(rng.range(5, 151)));
     let text = std::fs::read_to_string(&progress).unwrap();
     text.lines().filter_map(|l| l.strip_prefix("CHECKPOINT ")).map(|p| p.parse().unwrap()).next_back()
 }

@@ -12,14 +12,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{child_test, Rng};
+use common::{child_test, kill_when_ready, Rng};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tidelog::{
     BoxError, Error, Header, Log, Options, Record, RecordView, SqlProjection, SqliteOptions, SqliteView, View,
@@ -407,32 +406,14 @@ fn child_keeper() {
 fn run_and_kill(dir: &Path, round: u64, rng: &mut Rng) {
     let progress = dir.join(PROGRESS);
     let _ = std::fs::remove_file(&progress);
-    let mut child = child_test("child_keeper")
+    let child = child_test("child_keeper")
         .env(ENV_DIR, dir)
         .env(ENV_SEED, rng.next_u64().to_string())
         .env(ENV_VERSION, (1 + round % 3).to_string())
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the child");
-    let started = Instant::now();
-    while !std::fs::read_to_string(&progress).is_ok_and(|p| p.starts_with("READY")) {
-        if child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            panic!("round {round}: the child did not start: {stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(Duration::from_millis(rng.range(1, 250)));
-    let exited = child.try_wait().unwrap();
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(exited.is_none(), "round {round}: the child exited by itself ({status}): {stderr}");
-    assert_eq!(status.signal(), Some(9), "round {round}: not killed by SIGKILL: {status}: {stderr}");
+    kill_when_ready(child, &progress, round, Duration::from_secs(60), Duration::from_millis(rng.range(1, 250)));
 }
 
 #[test]

@@ -15,13 +15,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{child_test, Rng};
+use common::{child_test, kill_when_ready, Rng};
 use tidelog::{
     AggregateState, AggregateView, GroupBy, Header, Log, Options, Record, RunnerOptions, ValueOf, ViewDefinition,
     ViewHandle, ViewMode, ViewOptions, Views,
@@ -106,32 +105,14 @@ fn child_viewer() {
 fn run_and_kill(dir: &Path, round: u64, rng: &mut Rng) {
     let progress = dir.join(PROGRESS);
     let _ = std::fs::remove_file(&progress);
-    let mut child = child_test("child_viewer")
+    let child = child_test("child_viewer")
         .env(ENV_DIR, dir)
         .env(ENV_SEED, rng.next_u64().to_string())
         .env(ENV_VERSION, (1 + round % 3).to_string())
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the child");
-    let started = Instant::now();
-    while !std::fs::read_to_string(&progress).is_ok_and(|p| p.starts_with("READY")) {
-        if child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            panic!("round {round}: the child did not start: {stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(Duration::from_millis(rng.range(5, 200)));
-    let exited = child.try_wait().unwrap();
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(exited.is_none(), "round {round}: the child exited by itself ({status}): {stderr}");
-    assert_eq!(status.signal(), Some(9), "round {round}: not killed by SIGKILL: {status}: {stderr}");
+    kill_when_ready(child, &progress, round, Duration::from_secs(60), Duration::from_millis(rng.range(5, 200)));
 }
 
 fn generations(view_dir: &Path) -> Vec<String> {

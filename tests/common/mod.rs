@@ -80,6 +80,41 @@ pub fn child_test(name: &str) -> Command {
     cmd
 }
 
+/// Wait until the child writes a line starting with `READY` to `progress` (panicking with
+/// its stderr if it exits or takes longer than `start_timeout`), let it run `run_for`, then
+/// SIGKILL it, checking that it was still running and that the signal is what ended it.
+pub fn kill_when_ready(
+    mut child: std::process::Child,
+    progress: &std::path::Path,
+    round: u64,
+    start_timeout: std::time::Duration,
+    run_for: std::time::Duration,
+) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let stderr_of = |child: &mut std::process::Child| {
+        let mut stderr = String::new();
+        child.stderr.take().expect("piped stderr").read_to_string(&mut stderr).expect("read stderr");
+        stderr
+    };
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(progress).is_ok_and(|p| p.starts_with("READY")) {
+        if child.try_wait().unwrap().is_some() || started.elapsed() > start_timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("round {round}: the child did not start: {}", stderr_of(&mut child));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(run_for);
+    let exited = child.try_wait().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    let stderr = stderr_of(&mut child);
+    assert!(exited.is_none(), "round {round}: the child exited by itself ({status}): {stderr}");
+    assert_eq!(status.signal(), Some(9), "round {round}: not killed by SIGKILL: {status}: {stderr}");
+}
+
 // ---- the file layout, read independently of the library ---------------------------------
 
 /// Bytes of a segment file header; the first record frame starts here.
