@@ -249,6 +249,27 @@ pub(crate) fn decode_frame(buf: &[u8], pos: usize, expected_offset: Option<u64>)
     })
 }
 
+/// A frame's length, offset and key read without checking its checksum or its header
+/// section, for building indexes whose entries are only candidates (every lookup checks the
+/// record it lands on). `None` at the end of the frames or where the fields do not fit.
+#[inline]
+pub(crate) fn peek_key(buf: &[u8], pos: usize) -> Option<(u32, u64, Option<&[u8]>)> {
+    let head = buf.get(pos..pos.checked_add(RECORD_HEADER_LEN)?)?;
+    let frame_len = le_u32(head, FRAME_LEN_AT);
+    let frame = buf.get(pos..pos.checked_add(frame_len as usize)?)?;
+    if (frame_len as usize) < RECORD_HEADER_LEN {
+        return None;
+    }
+    let offset = le_u64(head, OFFSET_AT);
+    let flags = le_u16(head, FLAGS_AT);
+    if flags & FLAG_HAS_KEY == 0 {
+        return Some((frame_len, offset, None));
+    }
+    let at = RECORD_HEADER_LEN + if flags & FLAG_DURABLE_MARK != 0 { DURABLE_MARK_LEN } else { 0 };
+    let key = frame.get(at..at.checked_add(le_u32(head, KEY_LEN_AT) as usize)?)?;
+    Some((frame_len, offset, Some(key)))
+}
+
 /// Walk a header section once; true if it splits exactly into well-formed entries.
 fn headers_well_formed(mut s: &[u8]) -> bool {
     while !s.is_empty() {

@@ -135,6 +135,18 @@ impl SegmentMap {
         self.published.fetch_max(end, Ordering::Release);
     }
 
+    /// Fault in `[start, end)` for writing (`MADV_POPULATE_WRITE`, Linux 5.14 and later)
+    /// without changing a byte, so that a later write there finds its pages mapped. The
+    /// range is clamped to the map. Errors (an older kernel, memory pressure) only mean the
+    /// pages were not faulted in ahead.
+    pub fn populate_write(&self, start: usize, end: usize) -> io::Result<()> {
+        let end = end.min(self.len);
+        if end <= start {
+            return Ok(());
+        }
+        self.raw.advise_range(memmap2::Advice::PopulateWrite, start, end - start)
+    }
+
     /// Write the dirty pages of `[start, end)` to stable storage (`msync(MS_SYNC)`).
     pub fn flush_range(&self, start: usize, end: usize) -> io::Result<()> {
         if end <= start {

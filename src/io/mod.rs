@@ -8,11 +8,13 @@
 //! | `poison`  | the poisoned state after a failed flush, and the durable limit it leaves   |
 //! | `lock`    | the writer lock                                                            |
 //! | `wake`    | the wake file: readers in other processes sleep until the writer publishes |
+//! | `prefault` | faulting in the active segment ahead of the writer, on a background thread |
 
 pub(crate) mod fs;
 pub(crate) mod lock;
 pub(crate) mod mmap;
 pub(crate) mod poison;
+pub(crate) mod prefault;
 pub(crate) mod storage;
 pub(crate) mod wake;
 

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::format::frame::DURABLE_MARK_LEN;
 use crate::format::{align_up, Checkpoint, SEGMENT_HEADER_LEN};
 use crate::io::mmap::MapWriter;
+use crate::io::prefault::Prefault;
 use crate::io::{fs as fsutil, storage};
 use crate::log::{Inner, Log};
 use crate::options::{Durability, MAX_SEGMENT_BYTES};
@@ -39,6 +40,8 @@ pub(super) struct Writer {
     pub(super) unsealed: Option<Unsealed>,
     /// The durable mark last written into a frame (see `format::frame`).
     pub(super) last_mark: u64,
+    /// The window of the active segment faulted in ahead of `pos` (see `io::prefault`).
+    pub(super) prefault: Prefault,
 }
 
 impl Writer {
@@ -227,6 +230,7 @@ impl Inner {
         w.last_ts = ts;
         w.mw.publish(pos);
         w.seg.publish(end, ts);
+        w.prefault.advance(&w.seg.map, pos);
         self.next_offset.store(end, Ordering::Release);
         drop(g);
         // Pairs with the SeqCst increment in `wait_for`: either the waiter sees the new end,
@@ -366,6 +370,7 @@ impl Inner {
             clean_mark_on_disk: false,
             unsealed: None,
             last_mark: 0,
+            prefault: Prefault::new(self.opts.prefault_bytes, SEGMENT_HEADER_LEN),
         })
     }
 }

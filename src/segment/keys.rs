@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 
 use crate::error::Result;
 use crate::format::index::{key_hash, IndexEntryCodec, KeyEntry, INDEX_HEADER_LEN};
-use crate::format::SEGMENT_HEADER_LEN;
+use crate::format::{align_up, frame, SEGMENT_HEADER_LEN};
 use crate::io::fs as fsutil;
 use crate::io::storage;
 use crate::segment::index::{count_le, index_file_bytes, index_header, MappedIndex, SealInfo};
@@ -164,16 +164,18 @@ impl Segment {
     /// file holds.
     pub fn key_entries(&self) -> Result<Vec<KeyEntry>> {
         let mut st = self.keys.state.lock();
+        if let KeyState::Growing { by_hash, pos, off } = &*st {
+            // Sealing: the records nobody looked up by key yet go straight into the sorted
+            // entries, not through the map (an allocation per new key).
+            let v: Vec<KeyEntry> = by_hash
+                .iter()
+                .flat_map(|(&hash, run)| run.recs.iter().map(move |&(rel, pos)| KeyEntry { hash, rel, pos }))
+                .collect();
+            return self.key_entries_after(v, *pos, *off);
+        }
         self.bring_up_to_date(&mut st)?;
         Ok(match &*st {
-            KeyState::Growing { by_hash, .. } => {
-                let mut v: Vec<KeyEntry> = by_hash
-                    .iter()
-                    .flat_map(|(&hash, run)| run.recs.iter().map(move |&(rel, pos)| KeyEntry { hash, rel, pos }))
-                    .collect();
-                v.sort_unstable();
-                v
-            }
+            KeyState::Growing { .. } => Vec::new(),
             KeyState::Mapped(m) => (0..m.len()).map(|i| m.get(i)).collect(),
             KeyState::Built { entries, .. } => entries.clone(),
             KeyState::Unopened => Vec::new(),
@@ -208,18 +210,54 @@ impl Segment {
             };
         }
         if let KeyState::Growing { by_hash, pos, off } = st {
-            let mut records = self.records_from(*pos, *off);
-            while let Some(r) = records.next() {
-                let (rec, at) = r?;
-                if let Some(key) = rec.key() {
-                    let e = ((rec.offset() - self.base_offset) as u32, at as u32);
-                    add_to_run(by_hash.entry(key_hash(key)), key, e);
-                }
-                // Kept up to date record by record: an error below leaves what was read.
-                (*pos, *off) = records.position();
-            }
+            let base = self.base_offset;
+            let (at, next, result) = self.scan_keys(*pos, *off, |o, p, key| {
+                add_to_run(by_hash.entry(key_hash(key)), key, ((o - base) as u32, p as u32));
+            });
+            // Kept up to date record by record: an error leaves what was read.
+            (*pos, *off) = (at, next);
+            result?;
         }
         Ok(())
+    }
+
+    /// Call `f(offset, position, key)` for each record with a key from `(pos, off)` to the
+    /// published end, reading only each frame's length, offset and key: no checksum, since
+    /// key index entries are candidates that every lookup checks. A frame that does not read
+    /// as the next one is decoded with full validation, which names the damage. Returns where
+    /// it stopped and whether it stopped at damage.
+    fn scan_keys(
+        &self,
+        mut pos: usize,
+        mut off: u64,
+        mut f: impl FnMut(u64, usize, &[u8]),
+    ) -> (usize, u64, Result<()>) {
+        let end = self.next_offset();
+        let buf = self.map.published_bytes();
+        let sparse = self.is_sparse();
+        let stop = if sparse { self.end_pos() } else { usize::MAX };
+        while off < end && pos < stop {
+            match frame::peek_key(buf, pos) {
+                Some((len, o, key)) if o < end && (o == off || (sparse && o > off)) => {
+                    if let Some(k) = key {
+                        f(o, pos, k);
+                    }
+                    pos += align_up(len as usize);
+                    off = o + 1;
+                }
+                _ => match self.decode_next(pos, off) {
+                    Ok((rec, next)) => {
+                        if let Some(k) = rec.key() {
+                            f(rec.offset(), pos, k);
+                        }
+                        pos = next;
+                        off = rec.offset() + 1;
+                    }
+                    Err(e) => return (pos, off, Err(e)),
+                },
+            }
+        }
+        (pos, off, Ok(()))
     }
 
     /// The sealed key index file, if it is one for exactly this segment's records.
@@ -233,13 +271,16 @@ impl Segment {
     }
 
     fn key_entries_from_records(&self) -> Result<Vec<KeyEntry>> {
-        let mut v = Vec::new();
-        for r in self.records_from(SEGMENT_HEADER_LEN, self.base_offset) {
-            let (rec, at) = r?;
-            if let Some(key) = rec.key() {
-                v.push(KeyEntry { hash: key_hash(key), rel: (rec.offset() - self.base_offset) as u32, pos: at as u32 });
-            }
-        }
+        self.key_entries_after(Vec::new(), SEGMENT_HEADER_LEN, self.base_offset)
+    }
+
+    /// `v` and the entries of the records from `(pos, off)` on, sorted.
+    fn key_entries_after(&self, mut v: Vec<KeyEntry>, pos: usize, off: u64) -> Result<Vec<KeyEntry>> {
+        let base = self.base_offset;
+        let (_, _, result) = self.scan_keys(pos, off, |o, at, key| {
+            v.push(KeyEntry { hash: key_hash(key), rel: (o - base) as u32, pos: at as u32 });
+        });
+        result?;
         v.sort_unstable();
         Ok(v)
     }

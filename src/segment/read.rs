@@ -331,14 +331,6 @@ pub(crate) struct Records<'a> {
     end: u64,
 }
 
-impl Records<'_> {
-    /// Where the iteration stands: the byte position of the next record and the lowest
-    /// offset it may have.
-    pub fn position(&self) -> (usize, u64) {
-        (self.pos, self.off)
-    }
-}
-
 impl<'a> Iterator for Records<'a> {
     type Item = Result<(RecordView<'a>, usize)>;
     fn next(&mut self) -> Option<Self::Item> {

@@ -2,6 +2,7 @@
 //! the writer's active one (zeroing a torn tail), and build the handle.
 
 use super::*;
+use crate::io::prefault::Prefault;
 use crate::io::wake::WakeSlot;
 
 /// A name beside the log, not yet taken, for files set aside by a salvage.
@@ -100,6 +101,7 @@ pub(super) fn activate(
         clean_mark_on_disk: as_closed,
         unsealed: None,
         last_mark: 0,
+        prefault: Prefault::new(opts.prefault_bytes, end.pos),
     };
     Ok((seg, writer))
 }
