@@ -138,6 +138,7 @@ impl std::fmt::Debug for RecordView<'_> {
 
 impl<'a> RecordView<'a> {
     /// Build a view over a validated frame (`frame` is exactly `hdr.frame_len` bytes).
+    #[inline]
     pub(crate) fn from_frame(frame: &'a [u8], hdr: &FrameHeader) -> RecordView<'a> {
         let kstart = hdr.body_at as usize;
         let kend = kstart + hdr.key_len as usize;
@@ -153,31 +154,38 @@ impl<'a> RecordView<'a> {
     }
 
     /// The record's offset.
+    #[inline]
     pub fn offset(&self) -> u64 {
         self.offset
     }
     /// Append time in microseconds since the Unix epoch.
+    #[inline]
     pub fn timestamp_us(&self) -> u64 {
         self.timestamp_us
     }
     /// The key, if the record has one.
+    #[inline]
     pub fn key(&self) -> Option<&'a [u8]> {
         self.key
     }
     /// The payload.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
     /// True if the record is a tombstone: it marks its key as deleted, for key compaction
     /// (format flag bit 2). Appends never set it yet.
+    #[inline]
     pub fn is_tombstone(&self) -> bool {
         self.tombstone
     }
     /// The headers, in order.
+    #[inline]
     pub fn headers(&self) -> HeaderIter<'a> {
         HeaderIter { rest: self.headers }
     }
     /// The first header with this name.
+    #[inline]
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         self.headers().find(|h| h.name == name).map(|h| h.value)
     }

@@ -176,6 +176,7 @@ pub(crate) enum Frame {
 /// Decode and fully validate the frame at `pos` in `buf` (the published bytes of a segment).
 /// `expected_offset`, when given, must match the stored offset. Never panics, whatever `buf`
 /// holds: every length is checked against the space left before it is used.
+#[inline]
 pub(crate) fn decode_frame(buf: &[u8], pos: usize, expected_offset: Option<u64>) -> Frame {
     let available = buf.len().saturating_sub(pos);
     if available < 4 {
@@ -271,6 +272,7 @@ pub(crate) fn peek_key(buf: &[u8], pos: usize) -> Option<(u32, u64, Option<&[u8]
 }
 
 /// Walk a header section once; true if it splits exactly into well-formed entries.
+#[inline]
 fn headers_well_formed(mut s: &[u8]) -> bool {
     while !s.is_empty() {
         match split_header(s) {

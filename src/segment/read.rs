@@ -93,6 +93,7 @@ impl Segment {
         Ok((rec, next))
     }
 
+    #[inline]
     fn decode_checked(&self, pos: usize, expected: Option<u64>) -> Result<(RecordView<'_>, usize)> {
         let buf = self.map.published_bytes();
         match decode_frame(buf, pos, expected) {
