@@ -243,7 +243,7 @@ pub fn audit_markdown(rows: &[AuditRow]) -> String {
 /// The header line describing the run's settings that shape the numbers.
 pub fn run_line(c: &Config) -> String {
     format!(
-        "run: {} records of 100 B (1 KiB: /4, 4 KiB: /5, 16 KiB: /16); {} bulk trials per chunk size; idle before each bulk load: {} s; {} durable operations\n",
+        "run: {} records of 100 B (1 KiB: /4, 4 KiB: /5, 16 KiB: /16); bulk trials per chunk size: {}; idle before each bulk load: {} s; durable operations: {}\n",
         c.records, c.bulk_trials, c.idle_before, c.durable_ops
     )
 }

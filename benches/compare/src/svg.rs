@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::bench::{workload_names, Row, BULK_CHUNKS};
+use crate::bench::{Row, BULK_CHUNKS};
 use crate::report::si;
 use crate::stores::Kind;
 use crate::Result;
@@ -29,6 +29,7 @@ fn esc(s: &str) -> String {
 fn colour(store: &str) -> &'static str {
     match store.strip_suffix(" (used)") {
         Some("tidelog") => "#ffc078",
+        Some("mmap") => "#f783ac",
         Some(base) => Kind::parse(base).map_or("#adb5bd", Kind::colour),
         None => Kind::parse(store).map_or("#adb5bd", Kind::colour),
     }
@@ -169,9 +170,16 @@ fn groups(rows: &[Row], workloads: &[String], scale: f64) -> Vec<Group> {
 /// File name, title, subtitle, tick unit, workloads, scale applied to values, value formatter.
 type ChartSpec<'a> = (&'a str, &'a str, String, &'a str, Vec<String>, f64, &'a dyn Fn(f64) -> String);
 
-/// The workloads whose names pass `keep`, in report order.
-fn named(keep: impl Fn(&str) -> bool) -> Vec<String> {
-    workload_names().into_iter().filter(|w| keep(w)).collect()
+/// The workloads of `rows` whose names pass `keep`, in the order of the rows (so that
+/// `--charts-from` also draws runs saved with other workload names).
+fn named(rows: &[Row], keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for r in rows {
+        if keep(&r.workload) && !v.contains(&r.workload) {
+            v.push(r.workload.clone());
+        }
+    }
+    v
 }
 
 /// Write `compare-{bulk,bulk-b64,read,durable,reopen,disk}.svg` into `dir`. Returns the files
@@ -190,7 +198,7 @@ pub fn write_all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
             "Bulk append",
             format!("records/s, higher is better; chunks of {big} records, one sync at the end{dagger}"),
             "/s",
-            named(|w| w.starts_with("bulk-") && w.ends_with(&format!("-b{big}"))),
+            named(rows, |w| w.starts_with("bulk-") && !w.ends_with(&format!("-b{small}"))),
             1.0,
             &rate,
         ),
@@ -199,7 +207,7 @@ pub fn write_all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
             "Bulk append, small chunks",
             format!("records/s, higher is better; chunks of {small} records, one sync at the end{dagger}"),
             "/s",
-            named(|w| w.starts_with("bulk-") && w.ends_with(&format!("-b{small}"))),
+            named(rows, |w| w.starts_with("bulk-") && w.ends_with(&format!("-b{small}"))),
             1.0,
             &rate,
         ),
@@ -208,7 +216,7 @@ pub fn write_all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
             "Durable append (1 and 4 threads) and append + consumer position",
             format!("records/s, higher is better; every step durable before the next{dagger}"),
             "/s",
-            named(|w| w.starts_with("durable-") || w == "position"),
+            named(rows, |w| w.starts_with("durable-") || w == "position"),
             1.0,
             &rate,
         ),
@@ -217,7 +225,7 @@ pub fn write_all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
             "Replay and random reads by offset",
             "records/s, higher is better; page cache warm".into(),
             "/s",
-            named(|w| w.starts_with("replay-") || w.starts_with("random-")),
+            named(rows, |w| w.starts_with("replay-") || w.starts_with("random-")),
             1.0,
             &rate,
         ),
@@ -226,7 +234,7 @@ pub fn write_all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
             "Reopen",
             "ms to open and read the last record, lower is better".into(),
             " ms",
-            named(|w| w == "reopen"),
+            named(rows, |w| w == "reopen"),
             1.0,
             &ms,
         ),
@@ -235,7 +243,7 @@ pub fn write_all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
             "Bytes on disk after the bulk load",
             "MB (sum of file sizes; (used): bytes written where space is preallocated), lower is better".into(),
             " MB",
-            named(|w| w.starts_with("disk-")),
+            named(rows, |w| w.starts_with("disk-")),
             1e-6,
             &mb,
         ),
