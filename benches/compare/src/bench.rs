@@ -326,17 +326,19 @@ fn run_dataset(cfg: &Config, pool: &Pool, ds: Dataset, out: &mut Outcome) -> Res
     let reads_only = chunks.is_empty();
     let kinds: Vec<Kind> =
         cfg.stores.iter().copied().filter(|&k| runs(k, "bulk") && !(reads_only && k == Kind::CommitlogFsync)).collect();
-    // Bulk trials: every chunk size, `bulk_trials` times, interleaved over the stores, each on
-    // a fresh directory. The very last one (largest chunk) is kept for the reads; the rows
-    // report the median trial of each chunk size.
-    let plan: Vec<usize> = chunks.iter().flat_map(|&c| std::iter::repeat_n(c, cfg.bulk_trials.max(1))).collect();
+    // Bulk trials: `bulk_trials` rounds, each loading every chunk size into every store in turn
+    // (so that drift in the machine's state hits all of them alike), each load on a fresh
+    // directory. The very last load (largest chunk) is kept for the reads; the rows report the
+    // median trial of each chunk size.
+    let plan: Vec<usize> = (0..cfg.bulk_trials.max(1)).flat_map(|_| chunks.iter().copied()).collect();
     let keep_chunk = plan.last().copied().unwrap_or(BULK_CHUNKS[BULK_CHUNKS.len() - 1]);
     let mut trials: Vec<Vec<Vec<(Duration, Duration)>>> = vec![vec![Vec::new(); kinds.len()]; chunks.len()];
     let slot = |c: usize| chunks.iter().position(|&x| x == c).unwrap_or(0);
     for (t, &chunk) in plan.iter().enumerate().take(plan.len().saturating_sub(1)) {
         for (i, &kind) in kinds.iter().enumerate() {
             let dir = store_dir(cfg, kind, ds.name);
-            let (s, took) = bulk_trial(cfg, kind, &dir, ds, &events, chunk, &format!(", trial {}", t + 1))?;
+            let trial = format!(", trial {}", t / chunks.len() + 1);
+            let (s, took) = bulk_trial(cfg, kind, &dir, ds, &events, chunk, &trial)?;
             trials[slot(chunk)][i].push(took);
             s.close()?;
             remove(&dir);
