@@ -64,6 +64,8 @@ fn trace(exe: &Path, dir: &Path, workload: &str, kind: Kind, ops: u64, records: 
             "1",
             "--bulk-trials",
             "1",
+            "--idle-before",
+            "0",
         ])
         .arg("--dir")
         .arg(&child_dir)
@@ -157,9 +159,9 @@ pub fn run(exe: &Path, dir: &Path, stores: &[Kind], ops: u64, progress: bool) ->
             continue;
         }
         if progress {
-            eprintln!("audit: bulk-1KiB {}", kind.name());
+            eprintln!("audit: bulk-1KiB-b1024 {}", kind.name());
         }
-        let t = trace(exe, dir, "bulk-1KiB", kind, 1, records)?;
+        let t = trace(exe, dir, "bulk-1KiB-b1024", kind, 1, records)?;
         let n: u64 = t.calls.values().sum();
         let verdict = if n == 0 {
             "NO sync at all".to_string()
@@ -169,7 +171,7 @@ pub fn run(exe: &Path, dir: &Path, stores: &[Kind], ops: u64, progress: bool) ->
             format!("{n} sync calls for the whole load")
         };
         rows.push(AuditRow {
-            workload: "bulk-1KiB".into(),
+            workload: "bulk-1KiB-b1024".into(),
             store: kind.name().into(),
             ops: (records / 4, records / 4),
             calls_large: t.calls,

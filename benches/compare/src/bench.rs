@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Digest, Pool, Rng, CHUNK};
+use crate::data::{Digest, Pool, Rng};
 use crate::stores::{self, Kind, Mode, Store};
 use crate::Result;
 
@@ -17,6 +17,14 @@ pub const POSITION_BATCH: usize = 64;
 pub const REPLAY_PASSES: usize = 3;
 /// The consumer whose position is committed.
 pub const CONSUMER: &[u8] = b"projector-1";
+/// Records per append call in the bulk workloads (one `append_batch`, one fjall batch, one
+/// commitlog message set, one staging of the `file` baseline; SQLite inserts them inside one
+/// transaction spanning the whole load): `bulk-100B-b64`, `bulk-100B-b1024`, ...
+pub const BULK_CHUNKS: [usize; 2] = [64, 1024];
+/// Appending threads of the `durable-4t` workload.
+pub const THREADS: usize = 4;
+/// Stores of the `durable-4t` workload (tidelog's group commit against the `file` baseline's).
+pub const THREADED: [Kind; 2] = [Kind::Tidelog, Kind::File];
 
 /// A bulk dataset: payload size and the divisor applied to `--records`.
 #[derive(Debug, Clone, Copy)]
@@ -29,32 +37,53 @@ pub struct Dataset {
     pub divisor: u64,
 }
 
-/// The three bulk datasets.
-pub const DATASETS: [Dataset; 3] = [
+/// The four bulk datasets.
+pub const DATASETS: [Dataset; 4] = [
     Dataset { name: "100B", payload: 100, divisor: 1 },
     Dataset { name: "1KiB", payload: 1024, divisor: 4 },
+    Dataset { name: "4KiB", payload: 4096, divisor: 5 },
     Dataset { name: "16KiB", payload: 16 * 1024, divisor: 16 },
 ];
+
+/// The bulk workload of `ds` in chunks of `chunk` records (`bulk-100B-b64`).
+pub fn bulk_name(ds: Dataset, chunk: usize) -> String {
+    format!("bulk-{}-b{chunk}", ds.name)
+}
 
 /// Every workload name, in report order.
 pub fn workload_names() -> Vec<String> {
     let mut v = Vec::new();
-    for prefix in ["bulk", "replay", "random"] {
+    for d in DATASETS {
+        for c in BULK_CHUNKS {
+            v.push(bulk_name(d, c));
+        }
+    }
+    for prefix in ["replay", "random"] {
         for d in DATASETS {
             v.push(format!("{prefix}-{}", d.name));
         }
     }
-    v.extend(["durable-b1", "durable-b64", "position", "reopen"].map(String::from));
+    v.extend(["durable-b1", "durable-b64", "durable-4t", "position", "reopen"].map(String::from));
     for d in DATASETS {
         v.push(format!("disk-{}", d.name));
     }
     v
 }
 
+/// The kind of workload a name belongs to (`bulk`, `replay`, `durable`, `durable-4t`, ...), as
+/// [`runs`] and [`durable`] take it.
+pub fn family(workload: &str) -> &str {
+    if workload == "durable-4t" {
+        return workload;
+    }
+    workload.split('-').next().unwrap_or(workload)
+}
+
 /// What to run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
-    /// Records of the 100 B dataset (the 1 KiB and 16 KiB datasets get 1/4 and 1/16).
+    /// Records of the 100 B dataset (the 1 KiB, 4 KiB and 16 KiB datasets get 1/4, 1/5 and
+    /// 1/16).
     pub records: u64,
     /// Durable operations (batches) per durable workload and position steps.
     pub durable_ops: u64,
@@ -62,8 +91,11 @@ pub struct Config {
     pub reads: Option<u64>,
     /// Reopen measurements (the median is reported).
     pub reopen_runs: usize,
-    /// Bulk loads per dataset and store (the median is reported).
+    /// Bulk loads per dataset, chunk size and store (the median is reported).
     pub bulk_trials: usize,
+    /// Seconds to sleep (untimed, store open) right before each bulk load, so that each load
+    /// starts on a machine that has been idle that long.
+    pub idle_before: f64,
     /// tidelog's `index_interval_bytes` if not its default (applied through
     /// [`stores::TIDELOG_INDEX_INTERVAL`]).
     pub tidelog_index_interval: Option<u32>,
@@ -156,11 +188,16 @@ impl Outcome {
     }
 }
 
-/// Does this store take part in this kind of workload?
+/// Does this store take part in this kind of workload (see [`family`])?
 pub fn runs(kind: Kind, family: &str) -> bool {
+    if family == "durable-4t" {
+        return THREADED.contains(&kind);
+    }
     match kind {
         Kind::Tidelog1Log => family == "position",
         Kind::CommitlogFsync => matches!(family, "bulk" | "durable" | "position"),
+        // The baselines have no index to open and no transactions to commit a position in.
+        Kind::File | Kind::Mmap => !matches!(family, "reopen" | "position"),
         _ => true,
     }
 }
@@ -170,6 +207,8 @@ pub fn runs(kind: Kind, family: &str) -> bool {
 pub fn durable(kind: Kind, family: &str) -> bool {
     match kind {
         Kind::Commitlog => false,
+        // `write` + `fdatasync`, `msync(MS_SYNC)`.
+        Kind::File | Kind::Mmap => true,
         // WAL + NORMAL: a commit is not fsynced; the WAL is synced only at checkpoints. The
         // bulk load's large commit triggers the automatic checkpoint, which does sync.
         Kind::SqliteNormal => family == "bulk",
@@ -249,6 +288,9 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
             run_durable(cfg, &pool, name, batch, &mut out)?;
         }
     }
+    if cfg.selected("durable-4t") {
+        run_threads(cfg, &pool, &mut out)?;
+    }
     if cfg.selected("position") {
         run_position(cfg, &pool, &mut out)?;
     }
@@ -259,12 +301,13 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
 
 fn run_dataset(cfg: &Config, pool: &Pool, ds: Dataset, out: &mut Outcome) -> Result<()> {
     let n = (cfg.records / ds.divisor).max(1);
-    let names = ["bulk", "replay", "random", "disk"].map(|p| format!("{p}-{}", ds.name));
+    let names = ["replay", "random", "disk"].map(|p| format!("{p}-{}", ds.name));
+    let chunks: Vec<usize> = BULK_CHUNKS.into_iter().filter(|&c| cfg.selected(&bulk_name(ds, c))).collect();
     let want_reopen = ds.name == "100B" && cfg.selected("reopen");
-    if !names.iter().any(|w| cfg.selected(w)) && !want_reopen {
+    if chunks.is_empty() && !names.iter().any(|w| cfg.selected(w)) && !want_reopen {
         return Ok(());
     }
-    let [bulk_name, replay_name, random_name, disk_name] = &names;
+    let [replay_name, random_name, disk_name] = &names;
     let events = pool.events(0, n, ds.payload);
     let expected = Digest::of(&events);
     let payload_bytes = expected.bytes;
@@ -280,55 +323,40 @@ fn run_dataset(cfg: &Config, pool: &Pool, ds: Dataset, out: &mut Outcome) -> Res
         }
         d
     };
-    let reads_only = !cfg.selected(bulk_name);
+    let reads_only = chunks.is_empty();
     let kinds: Vec<Kind> =
         cfg.stores.iter().copied().filter(|&k| runs(k, "bulk") && !(reads_only && k == Kind::CommitlogFsync)).collect();
-    // Extra bulk trials (interleaved over the stores, each on a fresh directory); the last
-    // trial below is the one the reads then use. The row reports the median trial.
-    let mut trials: Vec<Vec<(Duration, Duration)>> = vec![Vec::new(); kinds.len()];
-    if !reads_only {
-        for t in 1..cfg.bulk_trials.max(1) {
-            for (i, &kind) in kinds.iter().enumerate() {
-                let dir = store_dir(cfg, kind, ds.name);
-                remove(&dir);
-                log(cfg, format!("[{}] {} records of {} B: bulk append, trial {t}", kind.name(), n, ds.payload));
-                let mut s = stores::open(kind, &dir, Mode::Bulk, ds.payload)?;
-                trials[i].push(bulk_load(s.as_mut(), &events)?);
-                s.close()?;
-                remove(&dir);
-                settle(cfg);
-            }
+    // Bulk trials: `bulk_trials` rounds, each loading every chunk size into every store in turn
+    // (so that drift in the machine's state hits all of them alike), each load on a fresh
+    // directory. The very last load (largest chunk) is kept for the reads; the rows report the
+    // median trial of each chunk size.
+    let plan: Vec<usize> = (0..cfg.bulk_trials.max(1)).flat_map(|_| chunks.iter().copied()).collect();
+    let keep_chunk = plan.last().copied().unwrap_or(BULK_CHUNKS[BULK_CHUNKS.len() - 1]);
+    let mut trials: Vec<Vec<Vec<(Duration, Duration)>>> = vec![vec![Vec::new(); kinds.len()]; chunks.len()];
+    let slot = |c: usize| chunks.iter().position(|&x| x == c).unwrap_or(0);
+    for (t, &chunk) in plan.iter().enumerate().take(plan.len().saturating_sub(1)) {
+        for (i, &kind) in kinds.iter().enumerate() {
+            let dir = store_dir(cfg, kind, ds.name);
+            let trial = format!(", trial {}", t / chunks.len() + 1);
+            let (s, took) = bulk_trial(cfg, kind, &dir, ds, &events, chunk, &trial)?;
+            trials[slot(chunk)][i].push(took);
+            s.close()?;
+            remove(&dir);
+            settle(cfg);
         }
     }
     for (i, &kind) in kinds.iter().enumerate() {
         let dir = store_dir(cfg, kind, ds.name);
-        remove(&dir);
-        log(cfg, format!("[{}] {} records of {} B: bulk append", kind.name(), n, ds.payload));
-        let mut s = stores::open(kind, &dir, Mode::Bulk, ds.payload)?;
-        trials[i].push(bulk_load(s.as_mut(), &events)?);
-        if cfg.selected(bulk_name) {
-            let mut t = trials[i].clone();
-            t.sort();
-            let (el, appended) = t[t.len() / 2];
-            let how = match kind {
-                Kind::SqliteFull | Kind::SqliteNormal => "one transaction",
-                _ => "chunks of 1000, one final sync",
-            };
-            let end = if matches!(kind, Kind::SqliteFull | Kind::SqliteNormal) { "commit" } else { "sync" };
-            let mut note = format!(
-                "{how}; appends {:.2} s + {end} {:.2} s",
-                appended.as_secs_f64(),
-                (el - appended).as_secs_f64()
-            );
-            if t.len() > 1 {
-                note = format!(
-                    "median of {} trials ({:.2}–{:.2} s); {note}",
-                    t.len(),
-                    t[0].0.as_secs_f64(),
-                    t[t.len() - 1].0.as_secs_f64()
-                );
-            }
-            out.rows.push(rate_row(bulk_name, kind, n, payload_bytes, el, Some(durable(kind, "bulk")), None, note));
+        let (s, took) = bulk_trial(cfg, kind, &dir, ds, &events, keep_chunk, "")?;
+        if !reads_only {
+            trials[slot(keep_chunk)][i].push(took);
+        }
+        for (ci, &chunk) in chunks.iter().enumerate() {
+            let note = bulk_note(cfg, kind, chunk, &trials[ci][i]);
+            let el = median(&trials[ci][i]).0;
+            let row =
+                rate_row(&bulk_name(ds, chunk), kind, n, payload_bytes, el, Some(durable(kind, "bulk")), None, note);
+            out.rows.push(row);
         }
         let used = s.used_bytes()?;
         s.close()?;
@@ -342,11 +370,17 @@ fn run_dataset(cfg: &Config, pool: &Pool, ds: Dataset, out: &mut Outcome) -> Res
             let mut note =
                 format!("allocated {:.1} MB; payload {:.1} MB", alloc as f64 / 1e6, payload_bytes as f64 / 1e6);
             if let Some(u) = used {
-                note = format!("used {:.1} MB (rest is preallocated segment space); {note}", u as f64 / 1e6);
+                note = format!("used {:.1} MB (rest is preallocated space); {note}", u as f64 / 1e6);
+            }
+            if matches!(kind, Kind::File | Kind::Mmap) {
+                let frame = crate::stores::frames::frame_len(ds.payload);
+                note = format!("{frame}-byte frames; {note}");
             }
             out.rows.push(size_row(disk_name, kind.name(), n, payload_bytes, size, note));
             if let Some(u) = used {
-                out.rows.push(size_row(disk_name, "tidelog (used)", n, payload_bytes, u, "bytes written".into()));
+                let store = format!("{} (used)", kind.name());
+                let note = format!("bytes written; {:.1} per record", u as f64 / n as f64);
+                out.rows.push(size_row(disk_name, &store, n, payload_bytes, u, note));
             }
         }
         if !(cfg.selected(replay_name) || cfg.selected(random_name) || want_reopen) {
@@ -354,6 +388,7 @@ fn run_dataset(cfg: &Config, pool: &Pool, ds: Dataset, out: &mut Outcome) -> Res
             continue;
         }
         // Reopen (the 100 B dataset only): open + read the last record.
+        let want_reopen = want_reopen && runs(kind, "reopen");
         let runs_n = if want_reopen { cfg.reopen_runs.max(1) } else { 1 };
         let mut times = Vec::new();
         let mut s = None;
@@ -429,10 +464,69 @@ fn run_dataset(cfg: &Config, pool: &Pool, ds: Dataset, out: &mut Outcome) -> Res
     Ok(())
 }
 
-/// Append `events` in chunks of [`CHUNK`], then one sync. Returns (total, appends only).
-fn bulk_load(s: &mut dyn Store, events: &[crate::data::Event<'_>]) -> Result<(Duration, Duration)> {
+/// One bulk load of `events` into a fresh `kind` store in `dir`, in chunks of `chunk`, after
+/// [`Config::idle_before`] seconds of sleep. Returns the open store and (total, appends only).
+fn bulk_trial(
+    cfg: &Config,
+    kind: Kind,
+    dir: &Path,
+    ds: Dataset,
+    events: &[crate::data::Event<'_>],
+    chunk: usize,
+    trial: &str,
+) -> Result<(Box<dyn Store>, (Duration, Duration))> {
+    remove(dir);
+    let n = events.len();
+    log(cfg, format!("[{}] {n} records of {} B: bulk append in chunks of {chunk}{trial}", kind.name(), ds.payload));
+    let mut s = stores::open(kind, dir, Mode::Bulk, ds.payload)?;
+    if cfg.idle_before > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(cfg.idle_before));
+    }
+    let took = bulk_load(s.as_mut(), events, chunk)?;
+    Ok((s, took))
+}
+
+fn median(t: &[(Duration, Duration)]) -> (Duration, Duration) {
+    let mut t = t.to_vec();
+    t.sort();
+    t.get(t.len() / 2).copied().unwrap_or_default()
+}
+
+fn bulk_note(cfg: &Config, kind: Kind, chunk: usize, trials: &[(Duration, Duration)]) -> String {
+    let (el, appended) = median(trials);
+    let how = match kind {
+        Kind::SqliteFull | Kind::SqliteNormal => "one transaction".to_string(),
+        Kind::File => format!("chunks of {chunk} staged in a 256 KiB buffer, write(2), one fdatasync"),
+        Kind::Mmap => format!("chunks of {chunk} copied into the map of a fallocated file, one msync"),
+        _ => format!("chunks of {chunk}, one final sync"),
+    };
+    let end = match kind {
+        Kind::SqliteFull | Kind::SqliteNormal => "commit",
+        Kind::Mmap => "msync",
+        _ => "sync",
+    };
+    let mut note =
+        format!("{how}; appends {:.2} s + {end} {:.2} s", appended.as_secs_f64(), (el - appended).as_secs_f64());
+    if trials.len() > 1 {
+        let mut t = trials.to_vec();
+        t.sort();
+        note = format!(
+            "median of {} trials ({:.2}–{:.2} s); {note}",
+            t.len(),
+            t[0].0.as_secs_f64(),
+            t[t.len() - 1].0.as_secs_f64()
+        );
+    }
+    if cfg.idle_before > 0.0 {
+        note = format!("after {} s idle; {note}", cfg.idle_before);
+    }
+    note
+}
+
+/// Append `events` in chunks of `chunk`, then one sync. Returns (total, appends only).
+fn bulk_load(s: &mut dyn Store, events: &[crate::data::Event<'_>], chunk: usize) -> Result<(Duration, Duration)> {
     let t = Instant::now();
-    for chunk in events.chunks(CHUNK) {
+    for chunk in events.chunks(chunk.max(1)) {
         s.append(chunk)?;
     }
     let appended = t.elapsed();
@@ -492,23 +586,39 @@ fn interleave(
     steps: u64,
     mut step: impl FnMut(&mut dyn Store, u64) -> Result<()>,
 ) -> Result<()> {
-    let per_round = steps.div_ceil(ROUNDS);
     for round in 0..ROUNDS {
-        let (from, to) = ((round * per_round).min(steps), ((round + 1) * per_round).min(steps));
+        let (from, to) = round_range(round, steps);
         for c in cs.iter_mut() {
-            let mut store = stores::open(c.kind, &c.dir, mode, DURABLE_PAYLOAD)?;
-            let t = Instant::now();
-            for i in from..to {
-                let t1 = Instant::now();
-                step(store.as_mut(), i)?;
-                c.lat.push(t1.elapsed().as_secs_f64() * 1e6);
-            }
-            c.busy += t.elapsed();
-            store.close()?;
+            turn(c, mode, |s| {
+                let mut lat = Vec::new();
+                for i in from..to {
+                    let t1 = Instant::now();
+                    step(s, i)?;
+                    lat.push(t1.elapsed().as_secs_f64() * 1e6);
+                }
+                Ok(lat)
+            })?;
             settle(cfg);
         }
     }
     Ok(())
+}
+
+/// The steps of round `round` out of [`ROUNDS`].
+fn round_range(round: u64, steps: u64) -> (u64, u64) {
+    let per_round = steps.div_ceil(ROUNDS);
+    ((round * per_round).min(steps), ((round + 1) * per_round).min(steps))
+}
+
+/// One contender's turn: open its store (untimed), time `work` (which returns latencies in µs),
+/// close it (untimed).
+fn turn(c: &mut Contender, mode: Mode, work: impl FnOnce(&mut dyn Store) -> Result<Vec<f64>>) -> Result<()> {
+    let mut store = stores::open(c.kind, &c.dir, mode, DURABLE_PAYLOAD)?;
+    let t = Instant::now();
+    let lat = work(store.as_mut())?;
+    c.busy += t.elapsed();
+    c.lat.extend(lat);
+    store.close()
 }
 
 fn run_durable(cfg: &Config, pool: &Pool, name: &str, batch: usize, out: &mut Outcome) -> Result<()> {
@@ -540,6 +650,8 @@ fn durability_note(kind: Kind, family: &str) -> String {
         (Kind::Tidelog, "position") => "2 logs: append_batch + position record, sync both; not one transaction".into(),
         (Kind::Tidelog1Log, _) => "position is a record in the same atomic batch (Always)".into(),
         (Kind::Tidelog, _) => "Durability::Always".into(),
+        (Kind::File, _) => "write + fdatasync per append".into(),
+        (Kind::Mmap, _) => "copy into the map + msync(MS_SYNC) of the touched pages per append".into(),
         (Kind::SqliteFull, _) => "one transaction per step".into(),
         (Kind::SqliteNormal, _) => "NOT durable per commit (WAL+NORMAL syncs only at checkpoints)".into(),
         (Kind::Fjall, "position") => "one batch across 2 partitions + persist(SyncData)".into(),
@@ -547,6 +659,72 @@ fn durability_note(kind: Kind, family: &str) -> String {
         (Kind::Commitlog, _) => "NOT durable: flush() does not fsync segment data".into(),
         (Kind::CommitlogFsync, _) => "flush() + fdatasync added by the harness".into(),
     }
+}
+
+/// `durable-4t`: one record per append, each durable before its thread's next, from [`THREADS`]
+/// threads sharing one store; the same kind of store takes one thread in the same [`ROUNDS`],
+/// for the ratio (group commit).
+fn run_threads(cfg: &Config, pool: &Pool, out: &mut Outcome) -> Result<()> {
+    let name = "durable-4t";
+    let ops = cfg.durable_ops.max(1);
+    let one = pool.events(0, ops, DURABLE_PAYLOAD);
+    let many = pool.events(ops, ops, DURABLE_PAYLOAD);
+    let mut single = contenders(cfg, name, "durable-1t");
+    let mut multi = contenders(cfg, name, name);
+    log(
+        cfg,
+        format!("{name}: {ops} durable appends of 1 per store from 1 and from {THREADS} threads, {ROUNDS} rounds"),
+    );
+    for round in 0..ROUNDS {
+        let (from, to) = round_range(round, ops);
+        let (from, to) = (from as usize, to as usize);
+        for (a, b) in single.iter_mut().zip(multi.iter_mut()) {
+            turn(a, Mode::Durable, |s| {
+                let mut lat = Vec::new();
+                for e in &one[from..to] {
+                    let t1 = Instant::now();
+                    s.append_durable(std::slice::from_ref(e))?;
+                    lat.push(t1.elapsed().as_secs_f64() * 1e6);
+                }
+                Ok(lat)
+            })?;
+            let part = &many[from..to];
+            let shares: Vec<_> = part.chunks(part.len().div_ceil(THREADS).max(1)).collect();
+            turn(b, Mode::Durable, |s| s.append_durable_threads(&shares))?;
+            settle(cfg);
+        }
+    }
+    let (want_one, want_many) = (Digest::of(&one), Digest::of(&many));
+    for (a, mut b) in single.into_iter().zip(multi) {
+        let mut store = stores::open(a.kind, &a.dir, Mode::Durable, DURABLE_PAYLOAD)?;
+        let d = store.replay()?;
+        out.check(name, a.kind, d == want_one, format!("1 thread: {d:?} want {want_one:?}"));
+        store.close()?;
+        remove(&a.dir);
+        // The threads' records interleave in no fixed order: compare count, bytes and sum.
+        let mut store = stores::open(b.kind, &b.dir, Mode::Durable, DURABLE_PAYLOAD)?;
+        let d = store.replay()?;
+        let same = (d.count, d.bytes, d.sum) == (want_many.count, want_many.bytes, want_many.sum);
+        out.check(name, b.kind, same, format!("{THREADS} threads: {d:?} want {want_many:?} in any order"));
+        store.close()?;
+        remove(&b.dir);
+        let one_rate = ops as f64 / a.busy.as_secs_f64();
+        let many_rate = ops as f64 / b.busy.as_secs_f64();
+        let how = match b.kind {
+            Kind::File => "one shared file: pwrite under a mutex, fdatasync outside it",
+            _ => "one Log shared by the threads, Durability::Always",
+        };
+        let note = format!(
+            "{how}; {THREADS} threads ÷ 1 thread = {:.2}× (1 thread in the same rounds: {}rec/s)",
+            many_rate / one_rate,
+            crate::report::si(one_rate)
+        );
+        let bytes = want_many.bytes;
+        let row = rate_row(name, b.kind, ops, bytes, b.busy, Some(durable(b.kind, name)), Some(&mut b.lat), note);
+        out.rows.push(row);
+    }
+    settle(cfg);
+    Ok(())
 }
 
 fn run_position(cfg: &Config, pool: &Pool, out: &mut Outcome) -> Result<()> {
@@ -581,26 +759,40 @@ pub fn sort_rows(rows: &mut [Row]) {
     let names = workload_names();
     let key = |r: &Row| {
         let w = names.iter().position(|n| *n == r.workload).unwrap_or(usize::MAX);
-        let s = match Kind::parse(&r.store) {
-            Some(k) => 2 * Kind::ALL.iter().position(|x| *x == k).unwrap_or(0),
-            None => 1, // "tidelog (used)" right after tidelog
+        // "tidelog (used)" right after tidelog.
+        let (base, used) = match r.store.strip_suffix(" (used)") {
+            Some(b) => (b, 1),
+            None => (r.store.as_str(), 0),
         };
+        let s = 2 * Kind::parse(base).and_then(|k| Kind::ALL.iter().position(|x| *x == k)).unwrap_or(0) + used;
         (w, s)
     };
     rows.sort_by_key(key);
 }
 
 /// Fill [`Row::tidelog_ratio`]: for each workload, tidelog's value against each row's, as
-/// "times better" (throughput: tidelog / peer; times and sizes: peer / tidelog).
+/// "times better" (throughput: tidelog / peer; times and sizes: peer / tidelog). In the disk
+/// workloads a store that preallocates (tidelog, mmap) also has a `(used)` row; every row
+/// without preallocated space (the `(used)` rows and the stores that have none) is compared with
+/// `tidelog (used)`, the preallocated totals with tidelog's.
 pub fn fill_ratios(rows: &mut [Row]) {
-    let reference: Vec<(String, f64)> =
-        rows.iter().filter(|r| r.store == "tidelog").map(|r| (r.workload.clone(), r.value)).collect();
-    for r in rows.iter_mut() {
+    let value = |w: &str, store: &str| rows.iter().find(|r| r.workload == w && r.store == store).map(|r| r.value);
+    let refs: Vec<Option<f64>> = rows
+        .iter()
+        .map(|r| {
+            let preallocated = value(&r.workload, &format!("{} (used)", r.store)).is_some();
+            match value(&r.workload, "tidelog (used)") {
+                Some(used) if !preallocated => Some(used),
+                _ => value(&r.workload, "tidelog"),
+            }
+        })
+        .collect();
+    for (r, t) in rows.iter_mut().zip(refs) {
         if r.store.starts_with("tidelog") {
             continue;
         }
-        if let Some((_, t)) = reference.iter().find(|(w, _)| *w == r.workload) {
-            if *t > 0.0 && r.value > 0.0 {
+        if let Some(t) = t {
+            if t > 0.0 && r.value > 0.0 {
                 r.tidelog_ratio = Some(if r.higher_is_better { t / r.value } else { r.value / t });
             }
         }

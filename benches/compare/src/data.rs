@@ -3,10 +3,6 @@
 
 use serde::Serialize;
 
-/// Records per append call in the bulk workloads (one `append_batch`, one fjall batch, one
-/// commitlog message set; SQLite inserts them inside one transaction spanning the whole load).
-pub const CHUNK: usize = 1000;
-
 /// Bytes of a record key.
 pub const KEY_LEN: usize = 16;
 

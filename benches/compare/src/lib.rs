@@ -1,6 +1,7 @@
-//! Side-by-side benchmark of tidelog against the stores users would pick instead: SQLite
-//! (WAL, `synchronous=FULL` and `NORMAL`), fjall (LSM key-value store) and the `commitlog`
-//! crate. See `docs/benchmarks.md` ("Side by side") at the repository root for what each workload means.
+//! Side-by-side benchmark of tidelog against the two physical baselines a plain program gets
+//! from the hardware (a buffered file written with `write` + `fdatasync`, a bare memory map)
+//! and the stores users would pick instead: SQLite (WAL, `synchronous=FULL` and `NORMAL`),
+//! fjall (LSM key-value store) and the `commitlog` crate. See `docs/benchmarks.md` ("Side by side") at the repository root for what each workload means.
 
 pub mod audit;
 pub mod bench;

@@ -84,7 +84,7 @@ impl Machine {
                 .map(|l| l.trim().to_string())
                 .collect(),
             sqlite: rusqlite::version().to_string(),
-            crates: "rusqlite 0.43.0 (bundled), fjall 2.11.2, commitlog 0.2.0".into(),
+            crates: "rusqlite 0.43.0 (bundled), fjall 2.11.2, commitlog 0.2.0, memmap2 0.9.12".into(),
             load_at_start: loadavg(),
         }
     }

@@ -1,4 +1,5 @@
-//! `tidelog-compare`: tidelog against SQLite, fjall and commitlog, in one run.
+//! `tidelog-compare`: tidelog against the physical baselines (a buffered file, a bare memory
+//! map), SQLite, fjall and commitlog, in one run.
 //!
 //! ```text
 //! cargo run --release -p tidelog-compare -- --json target/compare.json --md target/compare.md --svg docs/img
@@ -15,9 +16,12 @@ use tidelog_compare::stores::Kind;
 use tidelog_compare::{audit, svg, Result};
 
 #[derive(Parser, Debug)]
-#[command(about = "Side-by-side benchmark: tidelog vs SQLite (WAL, FULL/NORMAL), fjall and commitlog")]
+#[command(
+    about = "Side-by-side benchmark: tidelog vs a buffered file, a bare mmap, SQLite (WAL, FULL/NORMAL), fjall and commitlog"
+)]
 struct Cli {
-    /// Records of the 100 B bulk dataset (the 1 KiB and 16 KiB datasets get 1/4 and 1/16).
+    /// Records of the 100 B bulk dataset (the 1 KiB, 4 KiB and 16 KiB datasets get 1/4, 1/5 and
+    /// 1/16).
     #[arg(long, default_value_t = 1_000_000)]
     records: u64,
     /// Durable operations per durable workload (and steps of the position workload).
@@ -29,9 +33,14 @@ struct Cli {
     /// Reopen measurements; the median is reported.
     #[arg(long, default_value_t = 5)]
     reopen_runs: usize,
-    /// Bulk loads per dataset and store, interleaved over the stores; the median is reported.
+    /// Bulk loads per dataset, chunk size and store, interleaved over the stores; the median is
+    /// reported.
     #[arg(long, default_value_t = 5)]
     bulk_trials: usize,
+    /// Sleep this many seconds (untimed, store open) right before each bulk load, so that each
+    /// load starts after the machine has been idle that long. 0 = back to back.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    idle_before: f64,
     /// tidelog's `Options::index_interval_bytes` (default: tidelog's default, 4096).
     #[arg(long)]
     tidelog_index_interval: Option<u32>,
@@ -135,6 +144,7 @@ fn real_main() -> Result<()> {
         reads: cli.reads,
         reopen_runs,
         bulk_trials,
+        idle_before: cli.idle_before.max(0.0),
         tidelog_index_interval: cli.tidelog_index_interval,
         only: cli.only.clone(),
         stores: stores.clone(),
@@ -144,7 +154,7 @@ fn real_main() -> Result<()> {
     };
     let machine = Machine::collect(&dir);
     if !cli.quiet {
-        eprint!("{}", report::machine_lines(&machine));
+        eprint!("{}{}", report::machine_lines(&machine), report::run_line(&cfg));
     }
     let outcome = bench::run(&cfg)?;
     let load_at_end = tidelog_compare::machine::loadavg();
@@ -161,8 +171,14 @@ fn real_main() -> Result<()> {
     let rep =
         Report { machine, config: cfg, rows: outcome.rows, checks: outcome.checks, audit: audit_rows, load_at_end };
     if !cli.quiet {
-        println!("\n{}load average at end: {}\n", report::machine_lines(&rep.machine), rep.load_at_end);
+        println!(
+            "\n{}{}load average at end: {}\n",
+            report::machine_lines(&rep.machine),
+            report::run_line(&rep.config),
+            rep.load_at_end
+        );
         println!("{}", report::table(&rep.rows));
+        println!("{}\n{}\n", report::summary_table(&rep.rows), report::RATIO_LEGEND);
         if !rep.audit.is_empty() {
             println!("fsync audit (strace):\n{}", report::audit_markdown(&rep.audit));
         }
@@ -177,9 +193,12 @@ fn real_main() -> Result<()> {
     }
     if let Some(p) = &cli.md {
         let mut md = format!(
-            "```text\n{}load average at end: {}\n```\n\n{}",
+            "```text\n{}{}load average at end: {}\n```\n\n{}\n{}\n\n{}",
             report::machine_lines(&rep.machine),
+            report::run_line(&rep.config),
             rep.load_at_end,
+            report::summary_markdown(&rep.rows),
+            report::RATIO_LEGEND,
             report::markdown(&rep.rows)
         );
         if !rep.audit.is_empty() {

@@ -133,6 +133,91 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
+/// The stores of the summary's ratio columns: the two physical baselines, SQLite (WAL, FULL)
+/// and fjall.
+pub const SUMMARY_STORES: [(&str, &str); 4] =
+    [("file", "buffered file"), ("mmap", "bare mmap"), ("sqlite-full", "SQLite (WAL, FULL)"), ("fjall", "fjall")];
+
+/// One line per workload: tidelog's result and tidelog ÷ each of [`SUMMARY_STORES`] ("times
+/// better": above 1 tidelog is faster or smaller). In the disk workloads the bytes written
+/// (`(used)` rows) are compared where a store preallocates.
+pub fn summary(rows: &[Row]) -> Vec<[String; 6]> {
+    let mut workloads: Vec<&str> = Vec::new();
+    for r in rows {
+        if !workloads.contains(&r.workload.as_str()) {
+            workloads.push(&r.workload);
+        }
+    }
+    let find = |w: &str, store: &str| {
+        let used = format!("{store} (used)");
+        let in_w = |s: &str| rows.iter().find(|r| r.workload == w && r.store == s);
+        in_w(&used).or_else(|| in_w(store))
+    };
+    workloads
+        .into_iter()
+        .filter_map(|w| {
+            let t = find(w, "tidelog")?;
+            let mut line: [String; 6] = Default::default();
+            line[0] = w.to_string();
+            line[1] = cells(t)[3].clone();
+            for (i, (store, _)) in SUMMARY_STORES.iter().enumerate() {
+                line[2 + i] = find(w, store).map(|r| cells(r)[7].clone()).unwrap_or_default();
+            }
+            Some(line)
+        })
+        .collect()
+}
+
+fn summary_headers() -> [String; 6] {
+    let mut h: [String; 6] = Default::default();
+    h[0] = "workload".into();
+    h[1] = "tidelog".into();
+    for (i, (_, label)) in SUMMARY_STORES.iter().enumerate() {
+        h[2 + i] = format!("tidelog ÷ {label}");
+    }
+    h
+}
+
+/// The summary as a fixed-width table for the terminal.
+pub fn summary_table(rows: &[Row]) -> String {
+    let lines = summary(rows);
+    let head = summary_headers();
+    let mut width = head.clone().map(|h| h.chars().count());
+    for l in &lines {
+        for (w, s) in width.iter_mut().zip(l.iter()) {
+            *w = (*w).max(s.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for l in std::iter::once(&head).chain(&lines) {
+        for (i, s) in l.iter().enumerate() {
+            let pad = " ".repeat(width[i].saturating_sub(s.chars().count()));
+            if i == 0 {
+                out.push_str(&format!("{s}{pad}  "));
+            } else {
+                out.push_str(&format!("{pad}{s}  "));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The summary as a Markdown table.
+pub fn summary_markdown(rows: &[Row]) -> String {
+    let mut out = format!("| {} |\n|---|{}\n", summary_headers().join(" | "), "---:|".repeat(5));
+    for l in summary(rows) {
+        out.push_str(&format!("| {} |\n", l.join(" | ")));
+    }
+    out
+}
+
+/// What the ratio columns mean, under the tables.
+pub const RATIO_LEGEND: &str =
+    "tidelog ÷ X: how many times better tidelog is than X (records/s: tidelog ÷ X; times and \
+sizes: X ÷ tidelog); above 1 tidelog is faster or smaller. In parentheses: X did not reach stable storage, not \
+like-for-like.";
+
 /// Markdown table of the fsync audit.
 pub fn audit_markdown(rows: &[AuditRow]) -> String {
     let mut out = String::from(
@@ -153,6 +238,14 @@ pub fn audit_markdown(rows: &[AuditRow]) -> String {
         ));
     }
     out
+}
+
+/// The header line describing the run's settings that shape the numbers.
+pub fn run_line(c: &Config) -> String {
+    format!(
+        "run: {} records of 100 B (1 KiB: /4, 4 KiB: /5, 16 KiB: /16); bulk trials per chunk size: {}; idle before each bulk load: {} s; durable operations: {}\n",
+        c.records, c.bulk_trials, c.idle_before, c.durable_ops
+    )
 }
 
 /// The header lines describing the machine.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::bench::Row;
+use crate::bench::{Row, BULK_CHUNKS};
 use crate::report::si;
 use crate::stores::Kind;
 use crate::Result;
@@ -27,7 +27,12 @@ fn esc(s: &str) -> String {
 }
 
 fn colour(store: &str) -> &'static str {
-    Kind::parse(store).map_or("#ffc078", Kind::colour)
+    match store.strip_suffix(" (used)") {
+        Some("tidelog") => "#ffc078",
+        Some("mmap") => "#f783ac",
+        Some(base) => Kind::parse(base).map_or("#adb5bd", Kind::colour),
+        None => Kind::parse(store).map_or("#adb5bd", Kind::colour),
+    }
 }
 
 /// Compact tick label: 1k, 10k, 1M, 0.1, ...
@@ -129,7 +134,7 @@ fn chart(title: &str, subtitle: &str, unit: &str, groups: &[Group], fmt: &dyn Fn
     s
 }
 
-fn groups(rows: &[Row], workloads: &[&str], scale: f64) -> Vec<Group> {
+fn groups(rows: &[Row], workloads: &[String], scale: f64) -> Vec<Group> {
     workloads
         .iter()
         .filter_map(|w| {
@@ -163,31 +168,55 @@ fn groups(rows: &[Row], workloads: &[&str], scale: f64) -> Vec<Group> {
 }
 
 /// File name, title, subtitle, tick unit, workloads, scale applied to values, value formatter.
-type ChartSpec<'a> = (&'a str, &'a str, String, &'a str, Vec<&'a str>, f64, &'a dyn Fn(f64) -> String);
+type ChartSpec<'a> = (&'a str, &'a str, String, &'a str, Vec<String>, f64, &'a dyn Fn(f64) -> String);
 
-/// Write `compare-{bulk,read,durable,reopen,disk}.svg` into `dir`. Returns the files written.
+/// The workloads of `rows` whose names pass `keep`, in the order of the rows (so that
+/// `--charts-from` also draws runs saved with other workload names).
+fn named(rows: &[Row], keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for r in rows {
+        if keep(&r.workload) && !v.contains(&r.workload) {
+            v.push(r.workload.clone());
+        }
+    }
+    v
+}
+
+/// Write `compare-{bulk,bulk-b64,read,durable,reopen,disk}.svg` into `dir`. Returns the files
+/// written.
 pub fn write_all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
     let rate = |v: f64| format!("{}/s", si(v).trim_end());
     let ms = |v: f64| if v < 10.0 { format!("{v:.2} ms") } else { format!("{v:.0} ms") };
     let mb = |v: f64| format!("{v:.0} MB");
     let dagger = "; † = not durable at the measured point";
-    let specs: [ChartSpec<'_>; 5] = [
+    let big = BULK_CHUNKS[BULK_CHUNKS.len() - 1];
+    let small = BULK_CHUNKS[0];
+    let specs: [ChartSpec<'_>; 6] = [
         (
             "compare-bulk.svg",
             "Bulk append",
-            format!("records/s, higher is better{dagger}"),
+            format!("records/s, higher is better; chunks of {big} records, one sync at the end{dagger}"),
             "/s",
-            vec!["bulk-100B", "bulk-1KiB", "bulk-16KiB"],
+            named(rows, |w| w.starts_with("bulk-") && !w.ends_with(&format!("-b{small}"))),
+            1.0,
+            &rate,
+        ),
+        (
+            "compare-bulk-b64.svg",
+            "Bulk append, small chunks",
+            format!("records/s, higher is better; chunks of {small} records, one sync at the end{dagger}"),
+            "/s",
+            named(rows, |w| w.starts_with("bulk-") && w.ends_with(&format!("-b{small}"))),
             1.0,
             &rate,
         ),
         (
             "compare-durable.svg",
-            "Durable append and append + consumer position",
+            "Durable append (1 and 4 threads) and append + consumer position",
             format!("records/s, higher is better; every step durable before the next{dagger}"),
             "/s",
-            vec!["durable-b1", "durable-b64", "position"],
+            named(rows, |w| w.starts_with("durable-") || w == "position"),
             1.0,
             &rate,
         ),
@@ -196,7 +225,7 @@ pub fn write_all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
             "Replay and random reads by offset",
             "records/s, higher is better; page cache warm".into(),
             "/s",
-            vec!["replay-100B", "replay-1KiB", "replay-16KiB", "random-100B", "random-1KiB", "random-16KiB"],
+            named(rows, |w| w.starts_with("replay-") || w.starts_with("random-")),
             1.0,
             &rate,
         ),
@@ -205,16 +234,16 @@ pub fn write_all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
             "Reopen",
             "ms to open and read the last record, lower is better".into(),
             " ms",
-            vec!["reopen"],
+            named(rows, |w| w == "reopen"),
             1.0,
             &ms,
         ),
         (
             "compare-disk.svg",
             "Bytes on disk after the bulk load",
-            "MB (sum of file sizes), lower is better".into(),
+            "MB (sum of file sizes; (used): bytes written where space is preallocated), lower is better".into(),
             " MB",
-            vec!["disk-100B", "disk-1KiB", "disk-16KiB"],
+            named(rows, |w| w.starts_with("disk-")),
             1e-6,
             &mb,
         ),

@@ -1,4 +1,6 @@
-//! The stores under test, behind one trait so every workload runs the same code on each.
+//! The stores under test, behind one trait so every workload runs the same code on each: tidelog,
+//! the two physical baselines (`file`, `mmap`: what a plain program gets from the hardware with
+//! the same bytes) and the stores users would pick instead.
 
 use std::path::Path;
 
@@ -8,7 +10,10 @@ use crate::data::{Digest, Event};
 use crate::Result;
 
 mod commitlog_store;
+mod file_store;
 mod fjall_store;
+pub mod frames;
+mod mmap_store;
 mod sqlite_store;
 mod tidelog_store;
 
@@ -20,6 +25,12 @@ pub enum Kind {
     /// tidelog with the position written as a record in the same atomic batch (position
     /// workload only).
     Tidelog1Log,
+    /// Physical baseline: minimal frames written to one file with `write` (a 256 KiB staging
+    /// buffer in bulk) and `fdatasync`; replay with `read`, random reads with `pread`.
+    File,
+    /// Physical baseline: minimal frames copied into a bare memory map of a fallocated file,
+    /// `msync` at durability points; reads slice the map.
+    Mmap,
     /// SQLite, WAL, `synchronous=FULL`.
     SqliteFull,
     /// SQLite, WAL, `synchronous=NORMAL`.
@@ -35,9 +46,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every store, in report order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Tidelog,
         Kind::Tidelog1Log,
+        Kind::File,
+        Kind::Mmap,
         Kind::SqliteFull,
         Kind::SqliteNormal,
         Kind::Fjall,
@@ -50,6 +63,8 @@ impl Kind {
         match self {
             Kind::Tidelog => "tidelog",
             Kind::Tidelog1Log => "tidelog-1log",
+            Kind::File => "file",
+            Kind::Mmap => "mmap",
             Kind::SqliteFull => "sqlite-full",
             Kind::SqliteNormal => "sqlite-normal",
             Kind::Fjall => "fjall",
@@ -68,6 +83,8 @@ impl Kind {
         match self {
             Kind::Tidelog => "#e8590c",
             Kind::Tidelog1Log => "#fab005",
+            Kind::File => "#7048e8",
+            Kind::Mmap => "#c2255c",
             Kind::SqliteFull => "#1971c2",
             Kind::SqliteNormal => "#74c0fc",
             Kind::Fjall => "#2f9e44",
@@ -99,6 +116,13 @@ pub trait Store {
     fn sync(&mut self) -> Result<()>;
     /// Append a batch and return only once it is durable.
     fn append_durable(&mut self, batch: &[Event<'_>]) -> Result<()>;
+    /// Append one record per event from `shares.len()` threads at once (thread `i` appends
+    /// `shares[i]` in order), each durable before that thread's next; returns every append's
+    /// latency in µs. Only the stores in the `durable-4t` workload implement it.
+    fn append_durable_threads(&mut self, shares: &[&[Event<'_>]]) -> Result<Vec<f64>> {
+        let _ = shares;
+        Err("this store does not take part in the multi-threaded workload".into())
+    }
     /// Append a batch and record `position` for `consumer`, durably, as one step.
     fn append_with_position(&mut self, batch: &[Event<'_>], consumer: &[u8], position: u64) -> Result<()>;
     /// (number of events, last committed position of `consumer`).
@@ -110,7 +134,7 @@ pub trait Store {
     /// Read the last record; returns its offset (`None` if empty).
     fn read_last(&mut self) -> Result<Option<u64>>;
     /// Bytes actually holding data, where that differs from the file sizes (tidelog:
-    /// preallocated segments).
+    /// preallocated segments; mmap: the preallocated file).
     fn used_bytes(&self) -> Result<Option<u64>> {
         Ok(None)
     }
@@ -125,11 +149,40 @@ pub fn open(kind: Kind, dir: &Path, mode: Mode, max_payload: usize) -> Result<Bo
     Ok(match kind {
         Kind::Tidelog => Box::new(tidelog_store::TidelogStore::open(dir, mode, false)?),
         Kind::Tidelog1Log => Box::new(tidelog_store::TidelogStore::open(dir, mode, true)?),
+        Kind::File => Box::new(file_store::FileStore::open(dir)?),
+        Kind::Mmap => Box::new(mmap_store::MmapStore::open(dir)?),
         Kind::SqliteFull => Box::new(sqlite_store::SqliteStore::open(dir, true)?),
         Kind::SqliteNormal => Box::new(sqlite_store::SqliteStore::open(dir, false)?),
         Kind::Fjall => Box::new(fjall_store::FjallStore::open(dir)?),
         Kind::Commitlog => Box::new(commitlog_store::CommitlogStore::open(dir, mode, false, max_payload)?),
         Kind::CommitlogFsync => Box::new(commitlog_store::CommitlogStore::open(dir, mode, true, max_payload)?),
+    })
+}
+
+/// Run `append(event)` for every event of `shares`, `shares.len()` threads at once (thread `i`
+/// takes `shares[i]` in order); returns each call's latency in µs.
+fn in_threads(shares: &[&[Event<'_>]], append: impl Fn(&Event<'_>) -> Result<()> + Sync) -> Result<Vec<f64>> {
+    let append = &append;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = shares
+            .iter()
+            .map(|share| {
+                s.spawn(move || -> Result<Vec<f64>> {
+                    let mut lat = Vec::with_capacity(share.len());
+                    for e in share.iter() {
+                        let t = std::time::Instant::now();
+                        append(e)?;
+                        lat.push(t.elapsed().as_secs_f64() * 1e6);
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.join().map_err(|_| "an appending thread panicked")??);
+        }
+        Ok(all)
     })
 }
 

@@ -61,6 +61,16 @@ impl Store for TidelogStore {
         Ok(())
     }
 
+    fn append_durable_threads(&mut self, shares: &[&[Event<'_>]]) -> Result<Vec<f64>> {
+        // `Log` is shared by reference: with `Durability::Always` each `append` returns once
+        // its record is on stable storage, and appends waiting at the same time share a flush.
+        let log = &self.log;
+        super::in_threads(shares, |e| {
+            log.append(Record::new(e.payload).key(&e.key))?;
+            Ok(())
+        })
+    }
+
     fn append_with_position(&mut self, batch: &[Event<'_>], consumer: &[u8], position: u64) -> Result<()> {
         if self.one_log {
             // One atomic batch: the events and a position record (recognised by its header).
