@@ -60,7 +60,6 @@ impl Writer {
 /// A full segment whose seal (flush of its data, then its sealed index) is still to do.
 pub(super) struct Unsealed {
     pub(super) seg: Arc<Segment>,
-    pub(super) synced_pos: usize,
     pub(super) end_pos: usize,
     pub(super) next_offset: u64,
     pub(super) last_ts: u64,
@@ -257,13 +256,7 @@ impl Inner {
         }
         // From here the active segment takes no more records, even if this roll fails.
         w.must_roll = true;
-        let full = Unsealed {
-            seg: w.seg.clone(),
-            synced_pos: w.synced_pos,
-            end_pos: w.pos,
-            next_offset: w.next_offset,
-            last_ts: w.last_ts,
-        };
+        let full = Unsealed { seg: w.seg.clone(), end_pos: w.pos, next_offset: w.next_offset, last_ts: w.last_ts };
         // With Durability::None nothing waits for the disk: sealing means flushing the whole
         // segment (tens of ms for 128 MiB, under the writer lock), so it is deferred to the
         // next roll, `sync` or `close`, by when the kernel's writeback has drained most of it.
@@ -304,7 +297,11 @@ impl Inner {
     /// trusted without a scan, so the data it describes must be on disk first.
     pub(super) fn seal(&self, u: &Unsealed) -> Result<()> {
         let old = &u.seg;
-        if let Err(e) = storage::msync(&old.map, &old.paths.data, u.synced_pos, u.end_pos) {
+        // From the segment's start, not from `synced_pos`: a flush in progress on another
+        // thread may still be writing pages below it, and `msync` waits for pages under
+        // writeback in its range. The sealed index is trusted without a scan, so every byte it
+        // describes must be on disk first. Clean pages cost nothing to pass over.
+        if let Err(e) = storage::msync(&old.map, &old.paths.data, SEGMENT_HEADER_LEN, u.end_pos) {
             return Err(self.poison.set("flush of a full segment", e));
         }
         self.poison.durable_at(Checkpoint {
