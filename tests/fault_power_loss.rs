@@ -188,7 +188,8 @@ fn overlapping_flushes_of_concurrent_appenders_lose_no_acknowledged_record() {
     // Found first for the directory: it delays, then hands every call to the simulator.
     let _slow = tidelog::testing::install(&dir, Arc::new(SlowFlush { sim: sim.clone(), msyncs: AtomicUsize::new(0) }));
     let log = Log::open(&dir, opts(Durability::Always)).unwrap();
-    let acked: Arc<Mutex<Vec<(u64, Vec<u8>)>>> = Arc::default();
+    type Acked = Mutex<Vec<(u64, Vec<u8>)>>;
+    let acked: Arc<Acked> = Arc::default();
     let done = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..4u64)
         .map(|t| {
