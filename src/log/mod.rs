@@ -14,6 +14,8 @@
 //! | `verify`    | the full checksum scan                                               |
 //! | `report`    | what open found; segment facts                                       |
 //! | `compact_swap` | compaction's and erasure's access: roll, swap a rewritten segment in |
+//! | `append`    | appends with a durability per call, and from any iterator            |
+//! | `scan`      | a cursor from the start; for-each and fold over records, no copies   |
 //!
 //! Data flow (see `docs/architecture.md`): an appender takes the writer mutex, frames its
 //! records straight into the active segment's map, publishes the new end (segment map end,
@@ -22,6 +24,7 @@
 //! In `Always` mode the appender then waits for the durable offset to pass its records; the
 //! first waiter that finds no flush in progress flushes for everyone (group commit).
 
+mod append;
 mod backup;
 mod compact_swap;
 mod cursor;
@@ -30,6 +33,7 @@ mod read;
 mod recovery;
 mod report;
 mod rewind;
+mod scan;
 mod stream;
 mod sync;
 mod verify;
