@@ -432,6 +432,10 @@ pub(crate) fn with_records<R: AsRecord, T>(records: &[R], f: impl FnOnce(&[Recor
         };
         records[i].as_record(span)
     };
+    if records.len() == 1 {
+        // One record (every `append`): nothing to fill but itself.
+        return f(std::slice::from_ref(&at(0)));
+    }
     if records.len() <= STACK_RECORDS {
         let mut buf = [Record::default(); STACK_RECORDS];
         for (i, slot) in buf.iter_mut().enumerate().take(records.len()) {
