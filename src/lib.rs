@@ -109,7 +109,7 @@ pub use crate::projection::{
     RestoreReport, Restored, RunnerOptions, SkipReason, SkippedSnapshot, SnapshotDir, SnapshotInfo, SnapshotRetention,
     SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAX_NAME_LEN,
 };
-pub use crate::record::{Header, HeaderIter, OwnedRecord, Record, RecordView};
+pub use crate::record::{AsRecord, Header, HeaderIter, OwnedRecord, Record, RecordView};
 pub use crate::state_transfer::{
     Before, Envelope, LatestState, Op, Published, ENVELOPE_HEADER_LEN, ENVELOPE_MAGIC, ENVELOPE_VERSION,
 };

@@ -287,3 +287,171 @@ impl OwnedRecord {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
 }
+
+/// Anything that can be appended as a record without copying its bytes: the log frames the
+/// bytes it borrows from the value straight into its memory map.
+///
+/// [`Log::append`](crate::Log::append) and [`Log::append_batch`](crate::Log::append_batch)
+/// take any `AsRecord`, so a batch of owned buffers is appended as it is, without building a
+/// `Vec<Record>` for it first:
+///
+/// | type | appended as |
+/// |------|-------------|
+/// | [`Record`] | itself (a slice of them goes to the writer unchanged) |
+/// | `[u8]`, `[u8; N]`, `Vec<u8>`, `str`, `String` | the payload; no key, no headers |
+/// | `(K, P)` with `K, P: AsRef<[u8]>` | key `K`, payload `P` |
+/// | [`OwnedRecord`], [`RecordView`] | key, headers, payload and tombstone flag; the offset and timestamp are the new log's |
+/// | `&T` for any `T: AsRecord` | as `T` |
+///
+/// ```
+/// use tidelog::{Log, Options};
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let log = Log::open(tmp.path().join("events"), Options::default().segment_bytes(1 << 20))?;
+/// let payloads: Vec<Vec<u8>> = vec![b"a".to_vec(), b"b".to_vec()];
+/// assert_eq!(log.append_batch(&payloads)?, 0..2);                 // owned buffers, as they are
+/// assert_eq!(log.append_batch(&[("acct-7", "10"), ("acct-8", "20")])?, 2..4); // (key, payload)
+/// assert_eq!(log.append("one more")?, 4);
+/// assert_eq!(log.read(2)?.key(), Some(&b"acct-7"[..]));
+/// # Ok(()) }
+/// ```
+///
+/// A type of your own implements [`AsRecord::as_record`] (and [`AsRecord::push_headers`] if
+/// it keeps headers in another shape than a `&[Header]`).
+pub trait AsRecord {
+    /// This value as a record to append, borrowing from it. `headers` are the headers
+    /// [`AsRecord::push_headers`] gave for it: empty unless that method is implemented.
+    fn as_record<'a>(&'a self, headers: &'a [Header<'a>]) -> Record<'a>;
+
+    /// Push this value's headers into `out`, for a type that does not hold them as a
+    /// `&[Header]` (the log builds the header list of a whole batch in one buffer and hands
+    /// each record its part in [`AsRecord::as_record`]). By default: none.
+    fn push_headers<'a>(&'a self, out: &mut Vec<Header<'a>>) {
+        let _ = out;
+    }
+
+    /// The slice itself when it already is a slice of [`Record`]s, so that it reaches the
+    /// writer without being converted. Not meant to be implemented outside this crate.
+    #[doc(hidden)]
+    fn as_record_slice(records: &[Self]) -> Option<&[Record<'_>]>
+    where
+        Self: Sized,
+    {
+        let _ = records;
+        None
+    }
+}
+
+impl AsRecord for Record<'_> {
+    fn as_record<'a>(&'a self, _headers: &'a [Header<'a>]) -> Record<'a> {
+        *self
+    }
+    fn as_record_slice(records: &[Self]) -> Option<&[Record<'_>]> {
+        Some(records)
+    }
+}
+
+impl<T: AsRecord + ?Sized> AsRecord for &T {
+    fn as_record<'a>(&'a self, headers: &'a [Header<'a>]) -> Record<'a> {
+        (**self).as_record(headers)
+    }
+    fn push_headers<'a>(&'a self, out: &mut Vec<Header<'a>>) {
+        (**self).push_headers(out);
+    }
+}
+
+/// Byte containers are appended as a payload with no key and no headers.
+macro_rules! payload_as_record {
+    ($($t:ty),*) => {$(
+        impl AsRecord for $t {
+            fn as_record<'a>(&'a self, _headers: &'a [Header<'a>]) -> Record<'a> {
+                Record::new(AsRef::<[u8]>::as_ref(self))
+            }
+        }
+    )*};
+}
+payload_as_record!([u8], Vec<u8>, str, String);
+
+impl<const N: usize> AsRecord for [u8; N] {
+    fn as_record<'a>(&'a self, _headers: &'a [Header<'a>]) -> Record<'a> {
+        Record::new(self)
+    }
+}
+
+/// `(key, payload)`.
+impl<K: AsRef<[u8]>, P: AsRef<[u8]>> AsRecord for (K, P) {
+    fn as_record<'a>(&'a self, _headers: &'a [Header<'a>]) -> Record<'a> {
+        Record::new(self.1.as_ref()).key(self.0.as_ref())
+    }
+}
+
+/// Appended with its key, headers, payload and tombstone flag; the log gives it a new offset
+/// and timestamp.
+impl AsRecord for OwnedRecord {
+    fn as_record<'a>(&'a self, headers: &'a [Header<'a>]) -> Record<'a> {
+        Record { key: self.key.as_deref(), headers, payload: &self.payload, tombstone: self.tombstone }
+    }
+    fn push_headers<'a>(&'a self, out: &mut Vec<Header<'a>>) {
+        out.extend(self.headers());
+    }
+}
+
+/// Appended with its key, headers, payload and tombstone flag, straight from the map it was
+/// read from (copying records from one log into another copies each byte once); the log
+/// gives it a new offset and timestamp.
+impl AsRecord for RecordView<'_> {
+    fn as_record<'a>(&'a self, headers: &'a [Header<'a>]) -> Record<'a> {
+        Record { key: self.key, headers, payload: self.payload, tombstone: self.tombstone }
+    }
+    fn push_headers<'a>(&'a self, out: &mut Vec<Header<'a>>) {
+        out.extend(self.headers());
+    }
+}
+
+/// Batches of at most this many records are converted on the stack.
+const STACK_RECORDS: usize = 16;
+
+/// Call `f` with `records` as a slice of [`Record`]s: the slice itself if it is one,
+/// otherwise a conversion that borrows every byte from `records` (on the stack for small
+/// batches; the headers of a whole batch, if its records keep them in another shape, in one
+/// buffer).
+pub(crate) fn with_records<R: AsRecord, T>(records: &[R], f: impl FnOnce(&[Record<'_>]) -> T) -> T {
+    if let Some(rs) = R::as_record_slice(records) {
+        return f(rs);
+    }
+    let mut headers: Vec<Header<'_>> = Vec::new();
+    // The end of each record's headers in `headers`; left empty while no record has any.
+    let mut ends: Vec<usize> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let before = headers.len();
+        r.push_headers(&mut headers);
+        if ends.is_empty() && headers.len() > before {
+            ends.resize(i, 0);
+        }
+        if !ends.is_empty() || headers.len() > before {
+            ends.push(headers.len());
+        }
+    }
+    let headers = headers.as_slice();
+    let at = |i: usize| {
+        let span = match ends.is_empty() {
+            true => &headers[..0],
+            false => &headers[i.checked_sub(1).map_or(0, |p| ends[p])..ends[i]],
+        };
+        records[i].as_record(span)
+    };
+    if records.len() == 1 {
+        // One record (every `append`): nothing to fill but itself.
+        return f(std::slice::from_ref(&at(0)));
+    }
+    if records.len() <= STACK_RECORDS {
+        let mut buf = [Record::default(); STACK_RECORDS];
+        for (i, slot) in buf.iter_mut().enumerate().take(records.len()) {
+            *slot = at(i);
+        }
+        f(&buf[..records.len()])
+    } else {
+        let converted: Vec<Record<'_>> = (0..records.len()).map(at).collect();
+        f(&converted)
+    }
+}

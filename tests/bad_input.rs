@@ -128,9 +128,11 @@ fn header_name_over_65535_bytes_is_a_typed_error() {
 #[test]
 fn empty_batch_is_an_error() {
     let (_tmp, log) = new_log(opts());
-    assert!(matches!(log.append_batch(&[]), Err(Error::EmptyBatch)));
+    // The batch's element type is named: `append_batch` takes a slice of any `AsRecord`.
+    let empty: &[Record<'_>] = &[];
+    assert!(matches!(log.append_batch(empty), Err(Error::EmptyBatch)));
     fill(&log, 2);
-    assert!(matches!(log.append_batch(&[]), Err(Error::EmptyBatch)));
+    assert!(matches!(log.append_batch(empty), Err(Error::EmptyBatch)));
     assert_eq!(log.next_offset(), 2);
 }
 

@@ -73,6 +73,12 @@ impl Cursor {
         self.positioned = false;
     }
 
+    /// Position the cursor now rather than at its first read: it takes the segment list as it
+    /// is, and keeps the segments it reads from mapped (see `scan`, `Log::cursor_from_start`).
+    pub(super) fn position_now(&mut self) -> Result<()> {
+        self.locate()
+    }
+
     fn locate(&mut self) -> Result<()> {
         self.segs = self.log.inner.segments.read().clone();
         let first = self.segs.first().map_or(0, |s| s.base_offset);

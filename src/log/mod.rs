@@ -14,6 +14,8 @@
 //! | `verify`    | the full checksum scan                                               |
 //! | `report`    | what open found; segment facts                                       |
 //! | `compact_swap` | compaction's and erasure's access: roll, swap a rewritten segment in |
+//! | `append`    | appends with a durability per call, and from any iterator            |
+//! | `scan`      | a cursor from the start; for-each and fold over records, no copies   |
 //!
 //! Data flow (see `docs/architecture.md`): an appender takes the writer mutex, frames its
 //! records straight into the active segment's map, publishes the new end (segment map end,
@@ -23,6 +25,7 @@
 //! waiter that finds no flush in progress covering them flushes for everyone written so far
 //! (group commit; flushes may overlap, see `sync::flush_to`).
 
+mod append;
 mod backup;
 mod compact_swap;
 mod cursor;
@@ -31,6 +34,7 @@ mod read;
 mod recovery;
 mod report;
 mod rewind;
+mod scan;
 mod stream;
 mod sync;
 mod verify;
@@ -61,7 +65,24 @@ use writer::Writer;
 
 /// A handle to an open log. Cheap to clone (an `Arc`), `Send + Sync`.
 ///
-/// See the crate documentation for an example.
+/// See the crate documentation for an example. The zero-copy paths: [`Log::append_batch`]
+/// takes owned buffers, strings, `(key, payload)` pairs or records read from a log as they are
+/// ([`AsRecord`](crate::AsRecord)); [`Log::cursor_from_start`] with [`Cursor::for_each`] or
+/// [`Cursor::try_fold`] reads each record borrowed from the map ([`Log::iter`] copies each
+/// one). [`Log::append_with`] chooses the durability of one append.
+///
+/// # Closing
+///
+/// [`Log::close`] flushes what was appended, writes the clean-shutdown checkpoint (the next
+/// open scans nothing) and returns any error. Dropping the last handle to the log (every
+/// clone, and every [`Cursor`] and [`Iter`], holds one) without `close` does the same, best
+/// effort: a drop cannot return an error. If that final flush fails, nobody sees the error:
+/// the log is poisoned as by any failed flush, and the next open cuts it back to the last
+/// flush that succeeded, so the records appended since (in `Durability::None` or `Interval`
+/// mode, those after the last `sync`, interval tick or durable append; in `Always` mode, none
+/// that were acknowledged) are gone even without a power loss. A handle that is never dropped
+/// (a process that exits without unwinding, a leaked handle) closes nothing: the next open
+/// recovers as after a crash. See `docs/durability.md`.
 #[derive(Clone)]
 pub struct Log {
     inner: Arc<Inner>,

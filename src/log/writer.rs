@@ -15,7 +15,7 @@ use crate::io::prefault::Prefault;
 use crate::io::{fs as fsutil, storage};
 use crate::log::{Inner, Log};
 use crate::options::{Durability, MAX_SEGMENT_BYTES};
-use crate::record::Record;
+use crate::record::{AsRecord, Record};
 use crate::segment::{self, IndexEntry, SealInfo, Segment};
 use crate::stream::EVENT_ID_HEADER;
 use crate::time::now_us;
@@ -66,19 +66,22 @@ pub(super) struct Unsealed {
 }
 
 impl Log {
-    /// Append one record; returns its offset.
-    pub fn append(&self, record: Record<'_>) -> Result<u64> {
+    /// Append one record; returns its offset. Takes a [`Record`] or anything else that is
+    /// [`AsRecord`] (a byte buffer, a string, a `(key, payload)` pair, a record read from a
+    /// log), framing its bytes straight into the map. With the log's durability; another for
+    /// this call: [`Log::append_with`].
+    pub fn append(&self, record: impl AsRecord) -> Result<u64> {
         Ok(self.append_batch(std::slice::from_ref(&record))?.start)
     }
 
     /// Append a batch atomically: after any crash either every record of the batch is in the
-    /// log or none is. Returns the range of offsets assigned.
-    pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
-        let range = self.inner.append_batch(records)?;
-        if self.inner.opts.durability == Durability::Always {
-            self.inner.flush_to(range.end)?;
-        }
-        Ok(range)
+    /// log or none is. Returns the range of offsets assigned. Takes a slice of [`Record`]s, or
+    /// of owned buffers or any other [`AsRecord`], as it is (no `Vec<Record>` to build per
+    /// batch; a slice of `Record`s reaches the writer unchanged). With the log's durability;
+    /// another for this call: [`Log::append_batch_with`]; from an iterator:
+    /// [`Log::append_iter`].
+    pub fn append_batch<R: AsRecord>(&self, records: &[R]) -> Result<Range<u64>> {
+        self.append_batch_with(records, self.inner.opts.durability)
     }
 
     /// Delete whole sealed segments whose records all lie before `offset` (retention).
