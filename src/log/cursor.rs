@@ -104,6 +104,22 @@ impl Cursor {
     /// The next record, or `None` at the current end of the log.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<RecordView<'_>>> {
+        // The common case, kept apart so that it stays small: the next record lies before
+        // both ends already looked at, in a segment whose offsets are dense.
+        if self.positioned && self.next < self.known_end && self.next < self.seg_end && !self.segs[self.idx].is_sparse()
+        {
+            let (rec, next_pos) = self.segs[self.idx].decode_at(self.pos, self.next)?;
+            self.pos = next_pos;
+            self.next += 1;
+            return Ok(Some(rec));
+        }
+        self.next_slow()
+    }
+
+    /// [`Cursor::next`] when an end must be looked up, the segment changes, or offsets may
+    /// skip.
+    #[inline(never)]
+    fn next_slow(&mut self) -> Result<Option<RecordView<'_>>> {
         loop {
             if self.next >= self.known_end {
                 let mut committed = self.log.next_offset();
