@@ -63,18 +63,27 @@ fn worker() -> Option<&'static Worker> {
         .as_ref()
 }
 
+/// The first window: a log that appends a little (a topic written now and then, a consumer
+/// group's state) dirties no more than this ahead of its writer; a writer that keeps going
+/// doubles its window at each request, up to `Options::prefault_bytes`.
+const FIRST_WINDOW: usize = 256 << 10;
+
 /// Where a writer stands with its prefault window. One per active segment.
 #[derive(Debug)]
 pub(crate) struct Prefault {
     window: usize,
+    max: usize,
     /// Everything below this was asked for.
     asked_to: usize,
+    /// A window was asked for already.
+    asked: bool,
 }
 
 impl Prefault {
-    /// A window of `window` bytes (0: off) over a map whose writes start at `from`.
-    pub(crate) fn new(window: u64, from: usize) -> Prefault {
-        Prefault { window: usize::try_from(window).unwrap_or(usize::MAX), asked_to: from }
+    /// A window of up to `max` bytes (0: off) over a map whose writes start at `from`.
+    pub(crate) fn new(max: u64, from: usize) -> Prefault {
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        Prefault { window: max.min(FIRST_WINDOW), max, asked_to: from, asked: false }
     }
 
     /// The writer is at `pos` in `map`: when less than half the window lies faulted ahead,
@@ -97,6 +106,11 @@ impl Prefault {
             self.window = 0;
             return;
         };
+        if self.asked {
+            // Not the first request: the writer keeps going.
+            self.window = self.window.saturating_mul(2).min(self.max);
+        }
+        self.asked = true;
         let start = self.asked_to.max(pos);
         let end = pos.saturating_add(self.window).min(map.len());
         if end <= start {
@@ -129,17 +143,23 @@ mod tests {
     }
 
     #[test]
-    fn a_window_is_asked_for_only_when_half_of_it_is_used() {
+    fn a_window_is_asked_for_when_half_of_it_is_used_and_grows_while_the_writer_keeps_going() {
         let f = tempfile::tempfile().unwrap();
         f.set_len(16 << 20).unwrap();
         let (map, _w) = SegmentMap::map_rw(&f, 16 << 20, 0).unwrap();
-        let mut p = Prefault::new(4 << 20, 0);
+        let mut p = Prefault::new(1 << 20, 0);
         p.advance(&map, 0);
-        assert_eq!(p.asked_to, 4 << 20);
-        p.advance(&map, 1 << 20);
-        assert_eq!(p.asked_to, 4 << 20, "more than half the window is still ahead");
-        p.advance(&map, 3 << 20);
-        assert_eq!(p.asked_to, 7 << 20);
+        assert_eq!(p.asked_to, 256 << 10, "a writer that appended once dirties a small window");
+        p.advance(&map, 100 << 10);
+        assert_eq!(p.asked_to, 256 << 10, "more than half the window is still ahead");
+        p.advance(&map, 200 << 10);
+        assert_eq!(p.asked_to, (200 << 10) + (512 << 10), "asked again: the window doubles");
+        p.advance(&map, 400 << 10);
+        assert_eq!(p.asked_to, (200 << 10) + (512 << 10), "more than half of it is still ahead");
+        p.advance(&map, 500 << 10);
+        assert_eq!(p.asked_to, (500 << 10) + (1 << 20), "doubled again");
+        p.advance(&map, 1400 << 10);
+        assert_eq!(p.asked_to, (1400 << 10) + (1 << 20), "up to the most asked for");
         p.advance(&map, 15 << 20);
         assert_eq!(p.asked_to, 16 << 20, "the window stops at the end of the map");
         let mut off = Prefault::new(0, 0);
