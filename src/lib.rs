@@ -69,6 +69,9 @@ mod erase;
 mod error;
 mod format;
 mod io;
+/// The Kafka bridge (the `kafka` feature): mirror a topic into Kafka, import a Kafka topic.
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod log;
 mod options;
 mod projection;
