@@ -40,9 +40,9 @@ pub(crate) fn reading_consumer(brokers: &str, extra: &[(String, String)], group:
         .set("auto.offset.reset", "error")
         .set("isolation.level", "read_committed")
         .set("allow.auto.create.topics", "false");
-    if let Some(g) = group {
-        c.set("group.id", g);
-    }
+    // librdkafka assigns partitions only to a consumer with a group; one that never commits
+    // gets a name that says so (its offsets are not stored anywhere).
+    c.set("group.id", group.unwrap_or("tidelog-bridge-reader"));
     for (k, v) in extra {
         c.set(k, v);
     }

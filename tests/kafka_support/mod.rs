@@ -62,6 +62,7 @@ impl KRecord {
 fn consumer(brokers: &str) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("group.id", "tidelog-test-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
