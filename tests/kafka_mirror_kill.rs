@@ -1,6 +1,6 @@
 //! The mirror's exact restart, proven with real SIGKILLs against a real broker.
 //!
-//! The parent publishes a batch of events, then starts a child process (this test binary run
+//! The parent publishes events (a quarter before, the rest while the child runs), and starts a child process (this test binary run
 //! again, executing the `#[ignore]`d `mirror_child`) that mirrors the topic into Kafka and
 //! follows it; the parent SIGKILLs it at a random moment: before it sent anything, with
 //! records in flight, between a delivery and the checkpoint of the offset map and group
@@ -13,7 +13,7 @@ mod common;
 mod kafka_support;
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{child_test, kill_when_ready, Rng};
@@ -44,7 +44,8 @@ fn mirror_child() {
     let progress = std::env::var("KILL_PROGRESS").unwrap();
     let store = Store::open(Path::new(&dir), StoreOptions::default()).unwrap();
     let mut m = Mirror::open(&store, "events", options(&brokers, &kt, partitions)).unwrap();
-    std::fs::write(&progress, format!("READY {}\n", m.resumed().from)).unwrap();
+    let r = m.resumed();
+    std::fs::write(&progress, format!("READY {} {}\n", r.from, r.recovered)).unwrap();
     m.run(&AtomicBool::new(false)).unwrap();
 }
 
@@ -58,10 +59,18 @@ fn kill_rounds(partitions: i32, per_round: u64) {
     let kt = unique_topic(&format!("kill{partitions}"));
     let mut rng = Rng::new(0x5eed_u64 ^ std::process::id() as u64);
     let mut published = 0u64;
+    // Per round: where the child resumed, and how many records it found in Kafka that the
+    // offset map did not know (a kill between an acknowledgement and a checkpoint).
+    let mut resumed: Vec<(u64, u64)> = Vec::new();
+    let publish = |n: u64| {
+        let key = format!("key-{}", n % 13);
+        topic.publish(Record::new(format!("event-{n}").as_bytes()).key(key.as_bytes())).unwrap();
+    };
     for round in 0..rounds {
-        for _ in 0..per_round {
-            let key = format!("key-{}", published % 13);
-            topic.publish(Record::new(format!("event-{published}").as_bytes()).key(key.as_bytes())).unwrap();
+        // A quarter of the round's events before the child starts, the rest one by one while
+        // it runs (until the kill), so that kills land while it sends, not only between bursts.
+        for _ in 0..per_round / 4 {
+            publish(published);
             published += 1;
         }
         topic.sync().unwrap();
@@ -74,9 +83,30 @@ fn kill_rounds(partitions: i32, per_round: u64) {
             .env("KILL_PROGRESS", &progress)
             .spawn()
             .unwrap();
-        let run_for = Duration::from_millis(rng.below(600));
-        kill_when_ready(child, &progress, round, Duration::from_secs(120), run_for);
+        let run_for = Duration::from_millis(300 + rng.below(1200));
+        let stop = AtomicBool::new(false);
+        let start = published;
+        published += std::thread::scope(|s| {
+            let trickle = s.spawn(|| {
+                let mut n = 0;
+                while n < per_round - per_round / 4 && !stop.load(Ordering::Relaxed) {
+                    publish(start + n);
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                n
+            });
+            kill_when_ready(child, &progress, round, Duration::from_secs(120), run_for);
+            stop.store(true, Ordering::Relaxed);
+            trickle.join().unwrap()
+        });
+        let line = std::fs::read_to_string(&progress).unwrap();
+        let mut words = line.split_whitespace().skip(1).map(|w| w.parse::<u64>().unwrap());
+        resumed.push((words.next().unwrap(), words.next().unwrap()));
     }
+    eprintln!("{partitions} partition(s): per round (resumed from, recovered from the destination): {resumed:?}");
+    // The children did mirror between kills: a later one resumed past the start.
+    assert!(resumed.iter().any(|(from, _)| *from > 0), "no child mirrored anything before its kill: {resumed:?}");
     // Finish the mirror here, then check the destination.
     let opts = options(&b, &kt, partitions);
     let mut m = Mirror::open(&store, "events", opts.clone()).unwrap();

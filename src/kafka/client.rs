@@ -39,7 +39,10 @@ pub(crate) fn reading_consumer(brokers: &str, extra: &[(String, String)], group:
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
         .set("isolation.level", "read_committed")
-        .set("allow.auto.create.topics", "false");
+        .set("allow.auto.create.topics", "false")
+        // The end of a partition is known when a fetch comes back empty: do not let the
+        // broker hold an empty fetch for long.
+        .set("fetch.wait.max.ms", "50");
     // librdkafka assigns partitions only to a consumer with a group; one that never commits
     // gets a name that says so (its offsets are not stored anywhere).
     c.set("group.id", group.unwrap_or("tidelog-bridge-reader"));
