@@ -225,3 +225,25 @@ fn a_tidelog_group_hands_over_to_a_kafka_group_without_skipping_or_rereading() {
         first.headers().unwrap().iter().filter(|h| h.key == "tidelog.offset").last().unwrap().value.unwrap().to_vec();
     assert_eq!(off, b"40");
 }
+
+#[test]
+fn a_destination_ahead_of_its_source_is_refused() {
+    let Some(b) = brokers() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let kt = unique_topic("ahead");
+    // The store mirrored 20 records...
+    let store = Store::open(tmp.path().join("s"), StoreOptions::default()).unwrap();
+    publish_numbered(&store, "t", 0..20);
+    let mut m = Mirror::open(&store, "t", options(&b, &kt)).unwrap();
+    m.catch_up().unwrap();
+    m.close().unwrap();
+    // ...then came back from an older backup holding only 5 (same source id).
+    let older = Store::open(tmp.path().join("older"), StoreOptions::default()).unwrap();
+    publish_numbered(&older, "t", 0..5);
+    match Mirror::open(&older, "t", options(&b, &kt)) {
+        Err(Error::MirrorMismatch { detail, .. }) => assert!(detail.contains("ahead"), "{detail}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a destination ahead of its source was accepted"),
+    }
+    assert_eq!(read_all(&b, &kt).len(), 20, "nothing was written");
+}
