@@ -322,6 +322,8 @@ impl Mirror {
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("enable.gapless.guarantee", "true")
+            // The topic is created above through the admin API, never by producing to it.
+            .set("allow.auto.create.topics", "false")
             .set("max.in.flight.requests.per.connection", "5")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "0")
