@@ -33,22 +33,22 @@ pub(crate) fn config(brokers: &str, extra: &[(String, String)]) -> ClientConfig 
 /// A consumer that reads explicitly assigned partitions, never commits on its own, reports
 /// the end of each partition, and fails rather than jump when an offset is out of range.
 pub(crate) fn reading_consumer(brokers: &str, extra: &[(String, String)], group: Option<&str>) -> Result<BaseConsumer> {
-    let mut c = config(brokers, &[]);
+    // The end of a partition is known when a fetch comes back empty: do not let the broker
+    // hold an empty fetch for long (the caller may choose otherwise).
+    let mut c = config(brokers, &[("fetch.wait.max.ms".into(), "50".into())]);
+    for (k, v) in extra {
+        c.set(k, v);
+    }
+    // What exactness rests on, after the caller's properties so that none overrides it.
     c.set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
         .set("isolation.level", "read_committed")
         .set("allow.auto.create.topics", "false")
-        // The end of a partition is known when a fetch comes back empty: do not let the
-        // broker hold an empty fetch for long.
-        .set("fetch.wait.max.ms", "50");
-    // librdkafka assigns partitions only to a consumer with a group; one that never commits
-    // gets a name that says so (its offsets are not stored anywhere).
-    c.set("group.id", group.unwrap_or("tidelog-bridge-reader"));
-    for (k, v) in extra {
-        c.set(k, v);
-    }
+        // librdkafka assigns partitions only to a consumer with a group; one that never
+        // commits gets a name that says so (its offsets are not stored anywhere).
+        .set("group.id", group.unwrap_or("tidelog-bridge-reader"));
     c.create().map_err(kafka_error("create a consumer"))
 }
 
