@@ -247,3 +247,44 @@ fn a_destination_ahead_of_its_source_is_refused() {
     }
     assert_eq!(read_all(&b, &kt).len(), 20, "nothing was written");
 }
+
+/// A killed mirror's last produce request can reach the broker's log after the restarted
+/// mirror first read the destination's tail. Here another producer plays the dead mirror: it
+/// appends the record at the next tidelog offset while the new mirror opens; the reopened
+/// mirror reads the tail again after `restart_settle` and does not send that record twice.
+#[test]
+fn a_record_landing_while_the_mirror_opens_is_found_by_the_second_tail_read() {
+    use rdkafka::message::{Header as KHeader, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let Some(b) = brokers() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("s"), StoreOptions::default()).unwrap();
+    publish_numbered(&store, "t", 0..50);
+    let kt = unique_topic("late");
+    let opts = options(&b, &kt).restart_settle(Duration::from_millis(1500));
+    let mut m = Mirror::open(&store, "t", opts.clone()).unwrap();
+    m.catch_up().unwrap();
+    m.close().unwrap();
+    publish_numbered(&store, "t", 50..60);
+
+    let late = std::thread::spawn({
+        let (b, kt) = (b.clone(), kt.clone());
+        move || {
+            std::thread::sleep(Duration::from_millis(500));
+            let p: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &b).create().unwrap();
+            let headers = OwnedHeaders::new()
+                .insert(KHeader { key: "tidelog.source", value: Some("test-source") })
+                .insert(KHeader { key: "tidelog.offset", value: Some("50") });
+            let r: BaseRecord<'_, str, str> =
+                BaseRecord::to(&kt).partition(0).key("k1").payload("event-50").headers(headers);
+            p.send(r).map_err(|(e, _)| e).unwrap();
+            p.flush(Duration::from_secs(30)).unwrap();
+        }
+    });
+    let mut m = Mirror::open(&store, "t", opts).unwrap();
+    late.join().unwrap();
+    assert_eq!(m.resumed().from, 51, "{:?}", m.resumed());
+    m.catch_up().unwrap();
+    m.close().unwrap();
+    assert_exactly_once(&read_all(&b, &kt), 60);
+}

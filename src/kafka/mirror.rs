@@ -35,6 +35,7 @@ pub struct MirrorOptions {
     pub(crate) checkpoint_every: Duration,
     pub(crate) max_in_flight: usize,
     pub(crate) timeout: Duration,
+    pub(crate) settle: Duration,
 }
 
 impl MirrorOptions {
@@ -53,6 +54,7 @@ impl MirrorOptions {
             checkpoint_every: Duration::from_secs(1),
             max_in_flight: 100_000,
             timeout: Duration::from_secs(30),
+            settle: Duration::from_millis(250),
         }
     }
 
@@ -119,6 +121,16 @@ impl MirrorOptions {
     /// How long a broker may stay silent before an operation fails (default 30 s).
     pub fn timeout(mut self, timeout: Duration) -> MirrorOptions {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long opening waits, after reading the destination's tail, before reading it again
+    /// (default 250 ms); it reads again until nothing new arrived. A produce request that a
+    /// killed mirror had already sent can reach the broker's log after the restarted mirror
+    /// first read the tail: the second read finds it (see docs/scaling.md, "What a crash of
+    /// the mirror does").
+    pub fn restart_settle(mut self, settle: Duration) -> MirrorOptions {
+        self.settle = settle;
         self
     }
 
@@ -286,7 +298,29 @@ impl Mirror {
             force: opts.force,
             timeout: opts.timeout,
         };
-        let dest = scan.run(&mut map)?;
+        let mut dest = scan.run(&mut map)?;
+        // Read the tail again after a pause, until it stays put: records a killed mirror had
+        // in flight may still be landing.
+        let mut rounds = 0;
+        loop {
+            std::thread::sleep(opts.settle);
+            let again = scan.run(&mut map)?;
+            dest.highest = again.highest;
+            if again.recovered == 0 {
+                break;
+            }
+            dest.recovered += again.recovered;
+            rounds += 1;
+            if rounds >= 20 {
+                return Err(Error::MirrorMismatch {
+                    topic: topic.to_string(),
+                    kafka_topic: kt.to_string(),
+                    detail: "records of this source keep arriving in the destination: another mirror of the same \
+                             source is running"
+                        .into(),
+                });
+            }
+        }
         drop(consumer);
 
         let mismatch =
