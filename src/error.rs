@@ -477,6 +477,47 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// The Kafka client or broker failed (the `kafka` feature): connecting, creating a topic,
+    /// producing, consuming or committing. What the mirror or import had confirmed before
+    /// stays confirmed; a restart resumes exactly after it.
+    #[error("kafka: {operation}: {message}")]
+    Kafka {
+        /// What was being done, with the Kafka topic and partition concerned.
+        operation: String,
+        /// The client's or broker's message.
+        message: String,
+    },
+    /// The last record of a mirror's destination partition was not written by this mirror's
+    /// source (another tidelog topic or another producer wrote after it): the mirror refuses
+    /// to continue into it unless forced (`MirrorOptions::force`).
+    #[error(
+        "kafka topic {topic:?} partition {partition} offset {offset}: written by source {found:?}, not {expected:?}"
+    )]
+    MirrorForeignSource {
+        /// The Kafka topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The Kafka offset of the foreign record.
+        offset: i64,
+        /// The source it names (empty if it carries no `tidelog.source` header).
+        found: String,
+        /// This mirror's source id.
+        expected: String,
+    },
+    /// A mirror's source and destination (or its offset map) disagree in a way a restart
+    /// cannot settle on its own: the destination holds tidelog offsets the source never had,
+    /// the source no longer retains records the destination lacks, or a consumer group is
+    /// ahead of what has been mirrored.
+    #[error("mirror of {topic:?} into kafka topic {kafka_topic:?}: {detail}")]
+    MirrorMismatch {
+        /// The tidelog topic.
+        topic: String,
+        /// The Kafka topic.
+        kafka_topic: String,
+        /// What disagrees, with the offsets concerned.
+        detail: String,
+    },
 }
 
 impl Error {

@@ -54,6 +54,10 @@
 //! freshness bound, rebuilt beside themselves when their definition changes; see
 //! `docs/views.md`.
 //!
+//! With the `kafka` feature, the `kafka` module mirrors a topic into a Kafka topic exactly once
+//! across crashes, hands consumer groups over, and imports Kafka topics; see
+//! `docs/scaling.md`.
+//!
 //! The byte-level format is specified in `docs/format.md`, the durability contract in
 //! `docs/durability.md`, and how data flows between writer and readers in
 //! `docs/architecture.md`.
@@ -69,6 +73,9 @@ mod erase;
 mod error;
 mod format;
 mod io;
+// The Kafka bridge (the `kafka` feature); documented in src/kafka/mod.rs.
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod log;
 mod options;
 mod projection;

@@ -15,10 +15,14 @@ mod dlq;
 mod dump;
 mod erase;
 mod error;
+#[cfg(feature = "kafka")]
+mod import;
 mod info;
 mod info_store;
 mod jsonl;
 mod locate;
+#[cfg(feature = "kafka")]
+mod mirror;
 mod progress;
 mod publish;
 mod render;
@@ -103,6 +107,14 @@ enum Command {
     Erase(erase::Args),
     /// List, query, measure the lag of, or rebuild the read views of a log or topic.
     View(view::ViewArgs),
+    /// Mirror a topic into a Kafka topic and follow it; hand a consumer group over to Kafka
+    /// (the `kafka` feature).
+    #[cfg(feature = "kafka")]
+    Mirror(mirror::MirrorArgs),
+    /// Follow a Kafka topic into a store topic, resuming exactly where the topic stands (the
+    /// `kafka` feature).
+    #[cfg(feature = "kafka")]
+    Import(import::Args),
 }
 
 fn main() -> ExitCode {
@@ -140,6 +152,10 @@ fn main() -> ExitCode {
         Command::Compact(args) => compact::run(ctx, args),
         Command::Erase(args) => erase::run(ctx, args),
         Command::View(args) => view::run(ctx, args),
+        #[cfg(feature = "kafka")]
+        Command::Mirror(args) => mirror::run(ctx, args),
+        #[cfg(feature = "kafka")]
+        Command::Import(args) => import::run(ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),
