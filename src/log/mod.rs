@@ -21,9 +21,8 @@
 //! records straight into the active segment's map, publishes the new end (segment map end,
 //! then segment offset end, then the log's next offset, each a `Release` store) and releases
 //! the mutex. Readers load the log's next offset with `Acquire` and never read past it.
-//! In `Always` mode the appender then waits for the durable offset to pass its records; a
-//! waiter that finds no flush in progress covering them flushes for everyone written so far
-//! (group commit; flushes may overlap, see `sync::flush_to`).
+//! In `Always` mode the appender then waits for the durable offset to pass its records; the
+//! first waiter that finds no flush in progress flushes for everyone (group commit).
 
 mod append;
 mod backup;

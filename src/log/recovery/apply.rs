@@ -159,7 +159,7 @@ impl Opened {
             next_offset: AtomicU64::new(next_offset),
             durable: AtomicU64::new(next_offset),
             writer: Mutex::new(writer),
-            sync: Mutex::new(SyncState { durable: next_offset, flushing: 0, covered: 0, flushed: None }),
+            sync: Mutex::new(SyncState { durable: next_offset, flushing: false, in_flush_to: 0, flushed: None }),
             sync_cv: Condvar::new(),
             poison: Poison::new(dir),
             closed: AtomicBool::new(false),
