@@ -143,3 +143,30 @@ fn a_bad_record_in_a_converted_batch_writes_nothing() {
     assert_eq!(log.next_offset(), 1);
     assert_eq!(log.append("after").unwrap(), 1);
 }
+
+/// A topic publishes what a log appends: owned buffers and `(key, payload)` pairs, one or a
+/// batch, and a consumer group receives them as records.
+#[test]
+fn a_topic_publishes_owned_buffers_and_pairs_to_its_groups() {
+    use std::time::Duration;
+    use tidelog::{GroupOptions, Store, StoreOptions};
+
+    let tmp = common::scratch_dir();
+    let store = Store::open(tmp.path().join("store"), StoreOptions::default().topic(opts())).unwrap();
+    let topic = store.topic("orders").unwrap();
+    let group = topic.group("g", GroupOptions::default()).unwrap();
+    assert_eq!(topic.publish(b"one".to_vec()).unwrap(), 0);
+    let pairs: Vec<(&[u8], &[u8])> = vec![(b"k1", b"two"), (b"k2", b"three")];
+    assert_eq!(topic.publish_batch(&pairs).unwrap(), 1..3);
+    let got = group.poll(10, Duration::from_secs(5)).unwrap();
+    let seen: Vec<(Option<Vec<u8>>, Vec<u8>)> =
+        got.iter().map(|d| (d.record().key.clone(), d.record().payload.clone())).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (None, b"one".to_vec()),
+            (Some(b"k1".to_vec()), b"two".to_vec()),
+            (Some(b"k2".to_vec()), b"three".to_vec())
+        ]
+    );
+}

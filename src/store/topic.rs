@@ -11,7 +11,7 @@ use super::attached::Attached;
 use super::signal::{instant_after, Signal};
 use super::StoreShared;
 use crate::error::{Error, Result};
-use crate::{ExpectedVersion, OwnedRecord, Record, StreamEvent};
+use crate::{AsRecord, ExpectedVersion, OwnedRecord, Record, StreamEvent};
 use crate::{Iter, Log, SegmentInfo};
 use crate::{LatestState, Published};
 
@@ -150,12 +150,17 @@ impl Topic {
 
     /// Publish one event; returns its offset. Blocked pollers of every group of this topic
     /// in this process wake at once.
-    pub fn publish(&self, record: Record<'_>) -> Result<u64> {
-        Ok(self.publish_batch(std::slice::from_ref(&record))?.start)
+    pub fn publish(&self, record: impl AsRecord) -> Result<u64> {
+        let log = self.writer()?;
+        let offset = log.append(record)?;
+        self.inner.signal.notify();
+        Ok(offset)
     }
 
-    /// Publish a batch atomically (all or nothing after a crash); returns its offsets.
-    pub fn publish_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
+    /// Publish a batch atomically (all or nothing after a crash); returns its offsets. Takes
+    /// anything [`AsRecord`]: [`Record`]s, owned buffers, `(key, payload)` pairs, records read
+    /// from another log (see [`Log::append_batch`]).
+    pub fn publish_batch<R: AsRecord>(&self, records: &[R]) -> Result<Range<u64>> {
         let log = self.writer()?;
         let r = log.append_batch(records)?;
         self.inner.signal.notify();
