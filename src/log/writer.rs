@@ -232,8 +232,10 @@ impl Inner {
         w.last_ts = ts;
         w.mw.publish(pos);
         w.seg.publish(end, ts);
-        w.prefault.advance(&w.seg.map, pos);
         self.next_offset.store(end, Ordering::Release);
+        // After the records are visible: a request to the prefault thread (every few
+        // megabytes) does not delay them.
+        w.prefault.advance(&w.seg.map, pos);
         drop(g);
         // Pairs with the SeqCst increment in `wait_for`: either the waiter sees the new end,
         // or we see the waiter.
