@@ -59,6 +59,15 @@ impl SegKeys {
     }
 }
 
+/// How a key scan reads each frame (see `Segment::scan_keys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Decode with the checksum: damage is reported.
+    Validate,
+    /// Read the length, offset and key only.
+    Peek,
+}
+
 /// The records of one key hash in a segment indexed in memory, and the key of the first: if
 /// no record with another key has the same hash (`mixed` false), every record of the run has
 /// that key, and a lookup needs no record read to tell.
@@ -171,7 +180,9 @@ impl Segment {
                 .iter()
                 .flat_map(|(&hash, run)| run.recs.iter().map(move |&(rel, pos)| KeyEntry { hash, rel, pos }))
                 .collect();
-            return self.key_entries_after(v, *pos, *off);
+            // The segment is being sealed by the writer that wrote it (or validated it whole
+            // when it opened): its frames are read without their checksums.
+            return self.key_entries_after(v, *pos, *off, Check::Peek);
         }
         self.bring_up_to_date(&mut st)?;
         Ok(match &*st {
@@ -211,7 +222,7 @@ impl Segment {
         }
         if let KeyState::Growing { by_hash, pos, off } = st {
             let base = self.base_offset;
-            let (at, next, result) = self.scan_keys(*pos, *off, |o, p, key| {
+            let (at, next, result) = self.scan_keys(*pos, *off, Check::Validate, |o, p, key| {
                 add_to_run(by_hash.entry(key_hash(key)), key, ((o - base) as u32, p as u32));
             });
             // Kept up to date record by record: an error leaves what was read.
@@ -222,14 +233,17 @@ impl Segment {
     }
 
     /// Call `f(offset, position, key)` for each record with a key from `(pos, off)` to the
-    /// published end, reading only each frame's length, offset and key: no checksum, since
-    /// key index entries are candidates that every lookup checks. A frame that does not read
-    /// as the next one is decoded with full validation, which names the damage. Returns where
-    /// it stopped and whether it stopped at damage.
+    /// published end. With [`Check::Validate`] each record is decoded with its checksum, so
+    /// damage is reported where it is. With [`Check::Peek`] only each frame's length, offset
+    /// and key are read (for a segment this process wrote or validated when it opened, being
+    /// sealed); a frame that does not read as the next one is then decoded with full
+    /// validation, which names the damage. Returns where it stopped and whether it stopped at
+    /// damage.
     fn scan_keys(
         &self,
         mut pos: usize,
         mut off: u64,
+        check: Check,
         mut f: impl FnMut(u64, usize, &[u8]),
     ) -> (usize, u64, Result<()>) {
         let end = self.next_offset();
@@ -237,7 +251,8 @@ impl Segment {
         let sparse = self.is_sparse();
         let stop = if sparse { self.end_pos() } else { usize::MAX };
         while off < end && pos < stop {
-            match frame::peek_key(buf, pos) {
+            let peeked = if check == Check::Peek { frame::peek_key(buf, pos) } else { None };
+            match peeked {
                 Some((len, o, key)) if o < end && (o == off || (sparse && o > off)) => {
                     if let Some(k) = key {
                         f(o, pos, k);
@@ -270,14 +285,16 @@ impl Segment {
         matches.then_some(m)
     }
 
+    /// The entries of a sealed segment whose key index file is missing or wrong, built from
+    /// its records, each validated: its bytes come from the disk, which may have damaged them.
     fn key_entries_from_records(&self) -> Result<Vec<KeyEntry>> {
-        self.key_entries_after(Vec::new(), SEGMENT_HEADER_LEN, self.base_offset)
+        self.key_entries_after(Vec::new(), SEGMENT_HEADER_LEN, self.base_offset, Check::Validate)
     }
 
     /// `v` and the entries of the records from `(pos, off)` on, sorted.
-    fn key_entries_after(&self, mut v: Vec<KeyEntry>, pos: usize, off: u64) -> Result<Vec<KeyEntry>> {
+    fn key_entries_after(&self, mut v: Vec<KeyEntry>, pos: usize, off: u64, check: Check) -> Result<Vec<KeyEntry>> {
         let base = self.base_offset;
-        let (_, _, result) = self.scan_keys(pos, off, |o, at, key| {
+        let (_, _, result) = self.scan_keys(pos, off, check, |o, at, key| {
             v.push(KeyEntry { hash: key_hash(key), rel: (o - base) as u32, pos: at as u32 });
         });
         result?;
